@@ -1,0 +1,56 @@
+"""What every benchmark records beside its numbers: the machine, the software and the command."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict:
+    cuda = torch.cuda.is_available()
+    return {
+        "device": torch.cuda.get_device_name(0) if cuda else f"CPU ({os.cpu_count()} cores)",
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda if cuda else None,
+    }
+
+
+def command() -> str:
+    """The command line as typed: ``python -m benchmarks.NAME ...`` (run as a module from the repo root)."""
+    spec = sys.modules["__main__"].__spec__
+    program = ["-m", spec.name] if spec else sys.argv[:1]
+    return " ".join(["python", *program, *sys.argv[1:]])
+
+
+def device_tag() -> str:
+    """A short file-name tag for the machine: ``cpu`` or the GPU model (``h100``, ``h200`` ...)."""
+    if not torch.cuda.is_available():
+        return "cpu"
+    name = torch.cuda.get_device_name(0).lower()
+    return next((tag for tag in ("h200", "h100", "a100", "l40s", "a10") if tag in name), "gpu")
+
+
+def write_result(name: str, result: dict, out_dir: Path | None = None) -> Path:
+    out_dir = out_dir or RESULTS
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}_{device_tag()}.json"
+    path.write_text(json.dumps({"machine": machine(), "command": command(), **result}, indent=2) + "\n")
+    return path
+
+
+def table(rows: list[dict], columns: list[str]) -> str:
+    widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(str(r.get(c, "")).ljust(w) for c, w in zip(columns, widths)) for r in rows]
+    return "\n".join(lines)

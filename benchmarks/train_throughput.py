@@ -1,0 +1,127 @@
+"""Train-step throughput: cardioseg's fast path against the same network through a plain MONAI pipeline.
+
+Both run MONAI's SupervisedTrainer with the same U-Net, loss, optimiser and batch size, in one process:
+- ``monai``: CacheDataset + DataLoader workers, MONAI's random transforms on the CPU, fp32;
+- ``fast``: slices resident on the device, batched augmentation there (cardioseg.training), bf16 autocast
+  and channels_last on CUDA; ``fast-compile`` adds torch.compile.
+Reports images per second of steady-state training steps and the ratio to ``monai``.
+
+    python -m benchmarks.train_throughput --dataset-dir ../shared/data/acdc_ssl4mis --encoder resnet50 \\
+        --image-size 256 --batch-size 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from ignite.engine import Events
+from monai.data import CacheDataset, DataLoader
+from monai.engines import SupervisedTrainer
+from monai.losses import DiceCELoss
+from monai.transforms import (
+    Compose,
+    RandAdjustContrastd,
+    RandFlipd,
+    RandRotated,
+    RandScaleIntensityd,
+    RandShiftIntensityd,
+    RandZoomd,
+)
+
+from benchmarks.common import table, write_result
+from cardioseg.nets import build_unet
+from cardioseg.training.augment import AugmentConfig
+from cardioseg.training.data import prepare_finetune_data
+from cardioseg.training.loaders import TrainSliceLoader
+
+KEYS = ("image", "label")
+
+
+def monai_loader(data, batch_size: int, workers: int, pin: bool) -> DataLoader:
+    """The textbook MONAI 2D pipeline, with the same augmentation ranges as the fast path."""
+    config = AugmentConfig()
+    transforms = Compose([
+        RandRotated(KEYS, range_x=config.max_rotation_deg * 3.14159 / 180, prob=1.0, mode=("bilinear", "nearest")),
+        RandZoomd(KEYS, min_zoom=config.scale_range[0], max_zoom=config.scale_range[1], prob=1.0,
+                  mode=("bilinear", "nearest")),
+        RandFlipd(KEYS, spatial_axis=0, prob=config.p_flip),
+        RandFlipd(KEYS, spatial_axis=1, prob=config.p_flip),
+        RandAdjustContrastd("image", gamma=config.gamma_range, prob=1.0),
+        RandScaleIntensityd("image", factors=0.2, prob=1.0),
+        RandShiftIntensityd("image", offsets=config.brightness, prob=1.0),
+    ])
+    items = [{"image": data.train.images[i][None], "label": data.train.labels[i][None].astype("float32")}
+             for i in data.labelled]
+    dataset = CacheDataset(items, transform=transforms, cache_rate=1.0, progress=False)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=workers,
+                      pin_memory=pin, persistent_workers=workers > 0)
+
+
+def measure(variant: str, data, args, device: torch.device) -> dict:
+    cuda = device.type == "cuda"
+    fast = variant.startswith("fast")
+    channels_last = fast and cuda
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    net = build_unet(args.encoder).to(device, memory_format=memory_format)
+    steps = args.warmup + args.steps
+    if fast:
+        loader = TrainSliceLoader(data.train, data.labelled, args.batch_size, device, seed=0,
+                                  epoch_length=steps * args.batch_size, augment=AugmentConfig(),
+                                  channels_last=channels_last)
+    else:
+        loader = monai_loader(data, args.batch_size, args.workers, pin=cuda)
+    trainer = SupervisedTrainer(
+        device=device, max_epochs=1, train_data_loader=loader, epoch_length=steps, network=net,
+        optimizer=torch.optim.AdamW(net.parameters(), lr=1e-3),
+        loss_function=DiceCELoss(to_onehot_y=True, softmax=True, batch=True),
+        amp=fast and cuda, amp_kwargs={"dtype": torch.bfloat16}, compile=variant == "fast-compile",
+        decollate=False, optim_set_to_none=True,
+    )
+    marks = {}
+
+    def mark(name):
+        def handler(_):
+            if cuda:
+                torch.cuda.synchronize()
+            marks[name] = time.perf_counter()
+        return handler
+
+    trainer.add_event_handler(Events.ITERATION_COMPLETED(once=args.warmup), mark("start"))
+    trainer.add_event_handler(Events.COMPLETED, mark("end"))
+    trainer.run()
+    images_per_s = args.steps * args.batch_size / (marks["end"] - marks["start"])
+    return {"variant": variant, "images_per_s": round(images_per_s, 1),
+            "amp_bf16": fast and cuda, "channels_last": channels_last, "compile": variant == "fast-compile"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset-dir", default="../shared/data/acdc_ssl4mis")
+    parser.add_argument("--dataset-format", default="ssl4mis")
+    parser.add_argument("--encoder", default="resnet50")
+    parser.add_argument("--image-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per variant")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the monai variant")
+    parser.add_argument("--variants", default="monai,fast")
+    args = parser.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.backends.cudnn.benchmark = device.type == "cuda"
+    data = prepare_finetune_data(args.dataset_dir, args.dataset_format, image_size=args.image_size)
+    rows = []
+    for variant in args.variants.split(","):
+        rows.append(measure(variant, data, args, device))
+        print(f"{variant}: {rows[-1]['images_per_s']} images/s", flush=True)
+    base = next((r["images_per_s"] for r in rows if r["variant"] == "monai"), None)
+    for row in rows:
+        row["ratio_to_monai"] = round(row["images_per_s"] / base, 2) if base else None
+    print(table(rows, ["variant", "images_per_s", "ratio_to_monai", "amp_bf16", "channels_last", "compile"]))
+    settings = {k: v for k, v in vars(args).items() if k != "variants"}
+    print("wrote", write_result("train_throughput", {"settings": settings, "results": rows}))
+
+
+if __name__ == "__main__":
+    main()

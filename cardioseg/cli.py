@@ -1,0 +1,139 @@
+"""The ``cardioseg`` command. Bad input prints one line naming the file and the problem, and exits 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .errors import CardiosegError
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    """Progress bars for a person at a terminal; none under --quiet or in CI logs."""
+    return not args.quiet and os.environ.get("CI", "").lower() not in ("1", "true")
+
+
+def cmd_phantom(args: argparse.Namespace) -> None:
+    from .data.phantom import write_cohort
+
+    out = write_cohort(
+        args.out, n_patients=args.patients, seed=args.seed, image_size=args.size, n_frames=args.frames,
+        n_slices=args.slices, overwrite=args.overwrite, progress=show_progress(args),
+    )
+    print(f"wrote {args.patients} phantom patients to {out} (raw ACDC layout, DICOM under {out / 'dicom'})")
+
+
+def cmd_data_summary(args: argparse.Namespace) -> None:
+    from .data.summary import format_summary, summarize
+
+    summary = summarize(args.path, fmt=args.format, progress=show_progress(args) and not args.json)
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+
+
+def cmd_data_contact_sheet(args: argparse.Namespace) -> None:
+    from itertools import islice
+
+    from .data.formats import read_records
+    from .visualize import contact_sheet
+
+    records = list(islice(read_records(args.path, args.format), args.max))
+    path = contact_sheet(records, args.out, columns=args.columns, title=str(args.path))
+    print(f"wrote {path} ({len(records)} volumes)")
+
+
+def cmd_data_cache(args: argparse.Namespace) -> None:
+    from .data.cache import save_cache
+    from .data.formats import detect_format
+    from .training.data import choose_split, load_slices
+
+    fmt = args.format or detect_format(args.path)
+    slices = load_slices(args.path, fmt, args.size, args.mode)
+    split = choose_split(slices, args.path, fmt, args.seed, args.val_fraction)
+    slices.meta["split"] = split.to_dict()
+    path = save_cache(slices, args.out, image_dtype=args.dtype)
+    print(f"wrote {path}: {len(slices)} slices of {len(slices.patients())} patients, "
+          f"{path.stat().st_size / 1e6:.1f} MB ({len(split.train)} train / {len(split.val)} val patients)")
+
+
+def cmd_finetune(args: argparse.Namespace, overrides: list[str]) -> None:
+    """Run the bundle's training: every ``--key value`` after the known options is a config override."""
+    from monai.bundle import run
+
+    from .bundle import TRAIN_CONFIG, parse_overrides
+
+    run("training", config_file=str(TRAIN_CONFIG), dataset_dir=str(args.dataset_dir), output_dir=str(args.out),
+        **parse_overrides(overrides))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .data.formats import FORMATS
+
+    parser = argparse.ArgumentParser(prog="cardioseg", description=__doc__.splitlines()[0])
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    phantom = commands.add_parser("phantom", help="write a synthetic cine cohort (raw ACDC layout + DICOM)")
+    phantom.add_argument("--patients", type=int, required=True)
+    phantom.add_argument("--out", type=Path, required=True)
+    phantom.add_argument("--seed", type=int, default=0)
+    phantom.add_argument("--size", type=int, default=128, help="in-plane matrix size (pixels)")
+    phantom.add_argument("--frames", type=int, default=12, help="cine frames per cardiac cycle")
+    phantom.add_argument("--slices", type=int, default=8, help="short-axis slices base to apex")
+    phantom.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    phantom.set_defaults(func=cmd_phantom)
+
+    data = commands.add_parser("data", help="inspect data folders").add_subparsers(dest="data_command", required=True)
+    summary = data.add_parser("summary", help="format, patients, volumes, slices, sizes, label fractions")
+    summary.add_argument("path", type=Path)
+    summary.add_argument("--json", action="store_true")
+    summary.add_argument("--format", choices=FORMATS, help="skip detection")
+    summary.set_defaults(func=cmd_data_summary)
+
+    sheet = data.add_parser("contact-sheet", help="PNG of mid slices with label overlays")
+    sheet.add_argument("path", type=Path)
+    sheet.add_argument("--out", type=Path, required=True)
+    sheet.add_argument("--max", type=int, default=16, help="volumes shown")
+    sheet.add_argument("--columns", type=int, default=4)
+    sheet.add_argument("--format", choices=FORMATS, help="skip detection")
+    sheet.set_defaults(func=cmd_data_contact_sheet)
+
+    cache = data.add_parser("cache", help="prepared slices and split in one compressed file (for a GPU machine)")
+    cache.add_argument("path", type=Path)
+    cache.add_argument("--out", type=Path, required=True)
+    cache.add_argument("--format", choices=("ssl4mis", "acdc", "phantom"), help="skip detection")
+    cache.add_argument("--mode", choices=("ssl4mis", "spacing", "native"), default="ssl4mis")
+    cache.add_argument("--size", type=int, default=256)
+    cache.add_argument("--dtype", choices=("uint8", "float16"), default="uint8")
+    cache.add_argument("--seed", type=int, default=0, help="seed of the patient split where none is published")
+    cache.add_argument("--val-fraction", type=float, default=0.2)
+    cache.set_defaults(func=cmd_data_cache)
+
+    finetune = commands.add_parser(
+        "finetune", help="fine-tune through the MONAI bundle; extra --key value pairs override train.json",
+        description="Runs bundles/cardiac_sax_seg/configs/train.json. Any further '--key value' is a bundle "
+        "override, e.g. --dataset_format phantom --encoder resnet18 --epochs 5 --num_labelled_patients 4.",
+    )
+    finetune.add_argument("dataset_dir", type=Path)
+    finetune.add_argument("--out", type=Path, required=True, help="the run's output_dir")
+    finetune.set_defaults(func=cmd_finetune, takes_overrides=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "takes_overrides", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        args.func(args, extra) if getattr(args, "takes_overrides", False) else args.func(args)
+    except CardiosegError as exc:
+        print(f"cardioseg: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,6 @@
+"""Fine-tuning pieces the MONAI bundle wires together: device-resident data, batched augmentation, logs.
+
+The submodules are imported here so a bundle config can reach them all after ``import cardioseg.training``.
+"""
+
+from . import augment, checkpointing, convergence, data, loaders, workflow  # noqa: F401

@@ -1,0 +1,116 @@
+"""Batches for MONAI's engines from slices held on the training device.
+
+A DataLoader with CPU workers re-copies every batch to the GPU and augments on two CPU cores; ACDC's
+slices fit on any GPU many times over, so they are copied once and batches are cut and augmented there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+
+from ..data.slicing import SliceSet
+from .augment import AugmentConfig, augment_batch
+
+
+def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+
+
+def _memory_format(channels_last: bool) -> torch.memory_format:
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+class TrainSliceLoader:
+    """Epochs of ``epoch_length`` augmented slices drawn from the labelled ones, the same whatever the budget.
+
+    A small budget is oversampled (its slices repeat within an epoch, in a new order each time), as in
+    Kalapos & Gyires-Tóth, so that epochs compare across budgets. The order and augmentation of epoch ``e``
+    depend only on ``(seed, e)``: a resumed run sees the same batches as an uninterrupted one.
+    """
+
+    def __init__(
+        self,
+        slices: SliceSet,
+        labelled: np.ndarray,
+        batch_size: int,
+        device: torch.device | str,
+        seed: int = 0,
+        epoch_length: int | None = None,
+        augment: AugmentConfig | None = None,
+        channels_last: bool = False,
+    ):
+        if len(labelled) == 0:
+            raise ValueError("no labelled slices to train on")
+        self.device = torch.device(device)
+        self.images = _to_device(slices.images, self.device)
+        self.labels = _to_device(slices.labels, self.device)
+        self.labelled = torch.as_tensor(np.asarray(labelled), dtype=torch.long)
+        self.batch_size = batch_size
+        self.epoch_length = epoch_length or len(slices)
+        self.seed = seed
+        self.augment = augment
+        self.memory_format = _memory_format(channels_last)
+        self.epoch = 1
+
+    def __len__(self) -> int:
+        return max(1, self.epoch_length // self.batch_size)
+
+    def attach(self, engine: Engine) -> None:
+        """Follow the trainer's epoch counter (also after a resume)."""
+        engine.add_event_handler(Events.EPOCH_STARTED, lambda e: setattr(self, "epoch", e.state.epoch))
+
+    def epoch_order(self, generator: torch.Generator) -> torch.Tensor:
+        needed = len(self) * self.batch_size
+        repeats = -(-needed // len(self.labelled))
+        order = torch.cat([torch.randperm(len(self.labelled), generator=generator) for _ in range(repeats)])
+        return self.labelled[order[:needed]]
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        # A generator: the epoch is read at the first batch, after ignite's EPOCH_STARTED has set it.
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        for batch in self.epoch_order(generator).split(self.batch_size):
+            index = batch.to(self.device)
+            images = self.images[index].unsqueeze(1).float()
+            labels = self.labels[index].unsqueeze(1).float()
+            if self.augment is not None:
+                images, labels = augment_batch(images, labels, self.augment, generator)
+            yield {
+                "image": images.contiguous(memory_format=self.memory_format),
+                "label": labels,
+            }
+
+
+class VolumeLoader:
+    """One batch per volume (all its slices), so validation metrics are 3D per volume as in SSL4MIS."""
+
+    def __init__(self, slices: SliceSet, device: torch.device | str, channels_last: bool = False):
+        self.device = torch.device(device)
+        self.volumes = [np.flatnonzero(slices.volume == v) for v in np.unique(slices.volume)]
+        self.images = _to_device(slices.images, self.device)
+        self.labels = _to_device(slices.labels, self.device)
+        self.memory_format = _memory_format(channels_last)
+
+    def __len__(self) -> int:
+        return len(self.volumes)
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        for index in self.volumes:
+            index = torch.as_tensor(index, device=self.device)
+            yield {
+                "image": self.images[index].unsqueeze(1).float().contiguous(memory_format=self.memory_format),
+                "label": self.labels[index].unsqueeze(1).float(),
+            }
+
+
+def slices_to_volume(output: dict) -> dict:
+    """Postprocessing for a volume batch: logits ``(S, C, H, W)`` to one-hot ``(1, C, S, H, W)``, and the
+    label alike, so MONAI's Dice handlers score the 3D volume rather than each slice."""
+    logits, label = output["pred"], output["label"]
+    classes = logits.shape[1]
+    pred = torch.nn.functional.one_hot(logits.argmax(1), classes).permute(3, 0, 1, 2).unsqueeze(0)
+    truth = torch.nn.functional.one_hot(label[:, 0].long(), classes).permute(3, 0, 1, 2).unsqueeze(0)
+    return {**output, "pred": pred.float(), "label": truth.float()}

@@ -1,0 +1,43 @@
+"""Small steps the bundle's ``initialize``/``training`` lists call, kept here so configs stay declarative."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from ignite.engine import Engine
+
+from ..atomic import write_text_atomic
+from .data import FinetuneData
+
+logger = logging.getLogger("cardioseg.training")
+
+
+def progress_wanted() -> bool:
+    """Progress bars for a person at a terminal, not in CI logs."""
+    return os.environ.get("CI", "").lower() not in ("1", "true")
+
+
+def start_run(output_dir: str | Path, run_data: FinetuneData, resume: bool, bundle_root: str | Path) -> Path:
+    """Create the output folder and record the split and label budget in ``data.json``."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    description = {"bundle_root": str(bundle_root), **run_data.describe()}
+    write_text_atomic(output_dir / "data.json", json.dumps(description, indent=2) + "\n")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logger.info(
+        "%s run in %s: %d training slices (%d labelled), %d validation volumes",
+        "resuming" if resume else "starting", output_dir, len(run_data.train), len(run_data.labelled),
+        description["val_volumes"],
+    )
+    return output_dir
+
+
+def attach_progress_bar(trainer: Engine, enabled: bool) -> None:
+    """A tqdm bar over each epoch's steps; it shows no loss, which would cost a GPU sync per step."""
+    if enabled:
+        from ignite.handlers import ProgressBar
+
+        ProgressBar(persist=False).attach(trainer)

@@ -1,0 +1,39 @@
+"""The commands the README shows, end to end."""
+
+from __future__ import annotations
+
+import json
+
+from PIL import Image
+
+from cardioseg.cli import main
+
+
+def test_summary_json_of_real_acdc(acdc_ssl4mis, capsys):
+    assert main(["data", "summary", str(acdc_ssl4mis), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["format"] == "ssl4mis"
+    assert (summary["patients"], summary["volumes"]) == (80, 160)
+    assert summary["phases"] == {"ED": 80, "ES": 80}
+    assert 0.9 < summary["label_fractions"]["background"] < 1.0
+
+
+def test_summary_of_phantom_nifti_and_dicom_agree(phantom_dir, capsys):
+    assert main(["--quiet", "data", "summary", str(phantom_dir), "--json"]) == 0
+    nifti = json.loads(capsys.readouterr().out)
+    assert main(["--quiet", "data", "summary", str(phantom_dir / "dicom"), "--json"]) == 0
+    dicom = json.loads(capsys.readouterr().out)
+    assert (nifti["format"], dicom["format"]) == ("acdc", "dicom")
+    assert nifti["patients"] == dicom["patients"] == 3
+    assert nifti["volumes"] == 6 and dicom["volumes"] == nifti["cine_frames"]
+    assert nifti["spacing_mm"] == dicom["spacing_mm"]
+
+
+def test_contact_sheet_png(phantom_dir, tmp_path, capsys):
+    out = tmp_path / "sheet.png"
+    assert main(["data", "contact-sheet", str(phantom_dir), "--out", str(out), "--max", "4"]) == 0
+    with Image.open(out) as image:
+        assert image.format == "PNG" and image.width > 400
+        pixels = image.convert("RGB").getcolors(maxcolors=1 << 20)
+    assert len(pixels) > 50  # an image with overlays, not a blank canvas
+    assert not list(tmp_path.glob(".*tmp"))

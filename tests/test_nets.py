@@ -1,0 +1,58 @@
+"""The U-Net and its encoder: shapes, the encoder as a backbone, and use from a bundle config."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from monai.bundle import ConfigParser
+
+from cardioseg.errors import CardiosegError
+from cardioseg.nets import ENCODERS, ResNetEncoder, build_encoder, build_unet
+
+
+@pytest.mark.parametrize("encoder", ENCODERS)
+def test_unet_gives_four_class_logits_at_input_size(encoder):
+    net = build_unet(encoder).eval()
+    with torch.no_grad():
+        assert net(torch.randn(2, 1, 64, 96)).shape == (2, 4, 64, 96)
+
+
+def test_encoder_is_the_unets_and_reports_its_feature_dim():
+    encoder = build_encoder("resnet18", in_channels=1)
+    assert type(encoder) is type(build_unet("resnet18").encoder) is ResNetEncoder
+    features = encoder(torch.randn(2, 1, 64, 64))
+    assert [tuple(f.shape[1:]) for f in features] == [
+        (64, 32, 32),
+        (64, 16, 16),
+        (128, 8, 8),
+        (256, 4, 4),
+        (encoder.feature_dim, 2, 2),
+    ]
+    assert build_encoder("resnet50").feature_dim == 2048
+
+
+def test_encoder_has_torchvision_layout_without_classifier():
+    """MONAI's own resnet18 has parameter-free 'A' shortcuts; ours has torchvision's 1x1-conv ones."""
+    import torchvision
+
+    keys = set(build_encoder("resnet18").state_dict())
+    assert keys == set(torchvision.models.resnet18(weights=None).state_dict()) - {"fc.weight", "fc.bias"}
+
+
+def test_sizes_that_are_not_multiples_of_32_fail_loudly():
+    net = build_unet("resnet18").eval()
+    with torch.no_grad(), pytest.raises(RuntimeError, match="Sizes of tensors must match"):
+        net(torch.randn(1, 1, 80, 80))
+
+
+def test_unknown_encoder_is_a_clear_error():
+    with pytest.raises(CardiosegError, match="resnet18, resnet34, resnet50"):
+        build_unet("resnet101")
+
+
+def test_bundle_config_can_build_it():
+    parser = ConfigParser(
+        {"network_def": {"_target_": "cardioseg.nets.build_unet", "encoder": "resnet18", "pretrained": None}}
+    )
+    net = parser.get_parsed_content("network_def")
+    assert isinstance(net.encoder, ResNetEncoder) and net.encoder.name == "resnet18"
