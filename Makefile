@@ -4,6 +4,7 @@ PY     := $(VENV)/bin/python
 CLI    := $(VENV)/bin/cardioseg
 STAMP  := $(VENV)/.installed-stamp
 DEMO   := demo_output
+BUNDLE := bundles/cardiac_sax_seg
 
 .PHONY: demo test lint clean
 
@@ -14,10 +15,17 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(CLI) phantom --patients 8 --out $(DEMO)/phantom --overwrite
+	$(CLI) phantom --patients 10 --out $(DEMO)/phantom --overwrite
 	$(CLI) data summary $(DEMO)/phantom
 	$(CLI) data summary $(DEMO)/phantom/dicom
 	$(CLI) data contact-sheet $(DEMO)/phantom --out $(DEMO)/contact_sheet.png --max 8
+	$(PY) -m monai.bundle run training --config_file $(BUNDLE)/configs/train.json \
+	    --dataset_dir $(DEMO)/phantom --dataset_format phantom --encoder resnet18 --image_size 96 \
+	    --epochs 8 --batch_size 8 --output_dir $(DEMO)/run
+	$(CLI) curves $(DEMO)/run --out $(DEMO)/convergence.png
+	$(PY) -m monai.bundle run --config_file $(BUNDLE)/configs/evaluate.json \
+	    --run_dir $(DEMO)/run --dataset_dir $(DEMO)/phantom
+	$(CLI) export $(DEMO)/run
 
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=10

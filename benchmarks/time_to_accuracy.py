@@ -46,10 +46,20 @@ def main() -> None:
 
     out = args.output_dir or Path(tempfile.mkdtemp(prefix="tta_"))
     workflow = ConfigWorkflow(
-        config_file=str(TRAIN_CONFIG), logging_file=False, run_id="training", workflow_type=None,
-        dataset_dir=args.dataset_dir, dataset_format=args.dataset_format, encoder=args.encoder,
-        image_size=args.image_size, epochs=args.epochs, batch_size=args.batch_size,
-        learning_rate=args.learning_rate, compile=args.compile, output_dir=str(out), progress=False,
+        config_file=str(TRAIN_CONFIG),
+        logging_file=str(TRAIN_CONFIG.with_name("logging.conf")),
+        run_id="training",
+        workflow_type=None,
+        dataset_dir=args.dataset_dir,
+        dataset_format=args.dataset_format,
+        encoder=args.encoder,
+        image_size=args.image_size,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        compile=args.compile,
+        output_dir=str(out),
+        progress=False,
     )
     workflow.initialize()
     workflow.run()
@@ -60,8 +70,10 @@ def main() -> None:
     print(table(rows, ["val_dice", "epoch", "images_seen", "train_seconds", "wall_seconds"]))
     print(f"best mean val Dice {best['val_dice_mean']} at epoch {best['epoch']} ({best['val_dice']})")
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    print("wrote", write_result("time_to_accuracy", {"settings": settings, "reached": reached, "best": best,
-                                                      "epochs": metrics}))
+    print(
+        "wrote",
+        write_result("time_to_accuracy", {"settings": settings, "reached": reached, "best": best, "epochs": metrics}),
+    )
     plot = convergence_plot({f"{args.encoder}, random init": metrics}, RESULTS / f"time_to_accuracy_{device_tag()}.png")
     print("wrote", plot)
 

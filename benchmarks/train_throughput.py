@@ -42,21 +42,37 @@ KEYS = ("image", "label")
 def monai_loader(data, batch_size: int, workers: int, pin: bool) -> DataLoader:
     """The textbook MONAI 2D pipeline, with the same augmentation ranges as the fast path."""
     config = AugmentConfig()
-    transforms = Compose([
-        RandRotated(KEYS, range_x=config.max_rotation_deg * 3.14159 / 180, prob=1.0, mode=("bilinear", "nearest")),
-        RandZoomd(KEYS, min_zoom=config.scale_range[0], max_zoom=config.scale_range[1], prob=1.0,
-                  mode=("bilinear", "nearest")),
-        RandFlipd(KEYS, spatial_axis=0, prob=config.p_flip),
-        RandFlipd(KEYS, spatial_axis=1, prob=config.p_flip),
-        RandAdjustContrastd("image", gamma=config.gamma_range, prob=1.0),
-        RandScaleIntensityd("image", factors=0.2, prob=1.0),
-        RandShiftIntensityd("image", offsets=config.brightness, prob=1.0),
-    ])
-    items = [{"image": data.train.images[i][None], "label": data.train.labels[i][None].astype("float32")}
-             for i in data.labelled]
+    transforms = Compose(
+        [
+            RandRotated(KEYS, range_x=config.max_rotation_deg * 3.14159 / 180, prob=1.0, mode=("bilinear", "nearest")),
+            RandZoomd(
+                KEYS,
+                min_zoom=config.scale_range[0],
+                max_zoom=config.scale_range[1],
+                prob=1.0,
+                mode=("bilinear", "nearest"),
+            ),
+            RandFlipd(KEYS, spatial_axis=0, prob=config.p_flip),
+            RandFlipd(KEYS, spatial_axis=1, prob=config.p_flip),
+            RandAdjustContrastd("image", gamma=config.gamma_range, prob=1.0),
+            RandScaleIntensityd("image", factors=0.2, prob=1.0),
+            RandShiftIntensityd("image", offsets=config.brightness, prob=1.0),
+        ]
+    )
+    items = [
+        {"image": data.train.images[i][None], "label": data.train.labels[i][None].astype("float32")}
+        for i in data.labelled
+    ]
     dataset = CacheDataset(items, transform=transforms, cache_rate=1.0, progress=False)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=workers,
-                      pin_memory=pin, persistent_workers=workers > 0)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        pin_memory=pin,
+        persistent_workers=workers > 0,
+    )
 
 
 def measure(variant: str, data, args, device: torch.device) -> dict:
@@ -67,17 +83,31 @@ def measure(variant: str, data, args, device: torch.device) -> dict:
     net = build_unet(args.encoder).to(device, memory_format=memory_format)
     steps = args.warmup + args.steps
     if fast:
-        loader = TrainSliceLoader(data.train, data.labelled, args.batch_size, device, seed=0,
-                                  epoch_length=steps * args.batch_size, augment=AugmentConfig(),
-                                  channels_last=channels_last)
+        loader = TrainSliceLoader(
+            data.train,
+            data.labelled,
+            args.batch_size,
+            device,
+            seed=0,
+            epoch_length=steps * args.batch_size,
+            augment=AugmentConfig(),
+            channels_last=channels_last,
+        )
     else:
         loader = monai_loader(data, args.batch_size, args.workers, pin=cuda)
     trainer = SupervisedTrainer(
-        device=device, max_epochs=1, train_data_loader=loader, epoch_length=steps, network=net,
+        device=device,
+        max_epochs=1,
+        train_data_loader=loader,
+        epoch_length=steps,
+        network=net,
         optimizer=torch.optim.AdamW(net.parameters(), lr=1e-3),
         loss_function=DiceCELoss(to_onehot_y=True, softmax=True, batch=True),
-        amp=fast and cuda, amp_kwargs={"dtype": torch.bfloat16}, compile=variant == "fast-compile",
-        decollate=False, optim_set_to_none=True,
+        amp=fast and cuda,
+        amp_kwargs={"dtype": torch.bfloat16},
+        compile=variant == "fast-compile",
+        decollate=False,
+        optim_set_to_none=True,
     )
     marks = {}
 
@@ -86,14 +116,20 @@ def measure(variant: str, data, args, device: torch.device) -> dict:
             if cuda:
                 torch.cuda.synchronize()
             marks[name] = time.perf_counter()
+
         return handler
 
     trainer.add_event_handler(Events.ITERATION_COMPLETED(once=args.warmup), mark("start"))
     trainer.add_event_handler(Events.COMPLETED, mark("end"))
     trainer.run()
     images_per_s = args.steps * args.batch_size / (marks["end"] - marks["start"])
-    return {"variant": variant, "images_per_s": round(images_per_s, 1),
-            "amp_bf16": fast and cuda, "channels_last": channels_last, "compile": variant == "fast-compile"}
+    return {
+        "variant": variant,
+        "images_per_s": round(images_per_s, 1),
+        "amp_bf16": fast and cuda,
+        "channels_last": channels_last,
+        "compile": variant == "fast-compile",
+    }
 
 
 def main() -> None:

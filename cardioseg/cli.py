@@ -20,8 +20,14 @@ def cmd_phantom(args: argparse.Namespace) -> None:
     from .data.phantom import write_cohort
 
     out = write_cohort(
-        args.out, n_patients=args.patients, seed=args.seed, image_size=args.size, n_frames=args.frames,
-        n_slices=args.slices, overwrite=args.overwrite, progress=show_progress(args),
+        args.out,
+        n_patients=args.patients,
+        seed=args.seed,
+        image_size=args.size,
+        n_frames=args.frames,
+        n_slices=args.slices,
+        overwrite=args.overwrite,
+        progress=show_progress(args),
     )
     print(f"wrote {args.patients} phantom patients to {out} (raw ACDC layout, DICOM under {out / 'dicom'})")
 
@@ -54,18 +60,56 @@ def cmd_data_cache(args: argparse.Namespace) -> None:
     split = choose_split(slices, args.path, fmt, args.seed, args.val_fraction)
     slices.meta["split"] = split.to_dict()
     path = save_cache(slices, args.out, image_dtype=args.dtype)
-    print(f"wrote {path}: {len(slices)} slices of {len(slices.patients())} patients, "
-          f"{path.stat().st_size / 1e6:.1f} MB ({len(split.train)} train / {len(split.val)} val patients)")
+    print(
+        f"wrote {path}: {len(slices)} slices of {len(slices.patients())} patients, "
+        f"{path.stat().st_size / 1e6:.1f} MB ({len(split.train)} train / {len(split.val)} val patients)"
+    )
 
 
 def cmd_finetune(args: argparse.Namespace, overrides: list[str]) -> None:
     """Run the bundle's training: every ``--key value`` after the known options is a config override."""
     from monai.bundle import run
 
-    from .bundle import TRAIN_CONFIG, parse_overrides
+    from .bundle import TRAIN_CONFIG, cardioseg_cause, parse_overrides
 
-    run("training", config_file=str(TRAIN_CONFIG), dataset_dir=str(args.dataset_dir), output_dir=str(args.out),
-        **parse_overrides(overrides))
+    try:
+        run(
+            "training",
+            config_file=str(TRAIN_CONFIG),
+            dataset_dir=str(args.dataset_dir),
+            output_dir=str(args.out),
+            **parse_overrides(overrides),
+        )
+    except RuntimeError as exc:
+        cause = cardioseg_cause(exc)
+        if cause is None:
+            raise
+        raise cause from None
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from .bundle import package_run
+
+    metadata = package_run(args.run_dir)
+    for name, info in metadata["model_files"].items():
+        print(f"{args.run_dir / name}  sha256 {info['sha256'][:16]}...")
+    onnx = metadata["model_files"]["models/model.onnx"]
+    worst = max(onnx["max_abs_diff_vs_pytorch"].values())
+    print(f"ONNX (opset {onnx['opset']}, dynamic batch) matches PyTorch within {worst:.1e} (max abs logit difference)")
+    print(f"bundle ready: {args.run_dir} (configs/metadata.json records the hashes)")
+
+
+def cmd_curves(args: argparse.Namespace) -> None:
+    from .training.convergence import read_metrics
+    from .visualize import convergence_plot
+
+    runs = {}
+    for run in args.runs:
+        path = run / "metrics.jsonl"
+        if not path.is_file():
+            raise CardiosegError(f"{path}: not found (is {run} a training run's output_dir?)")
+        runs[run.name] = read_metrics(path)
+    print(f"wrote {convergence_plot(runs, args.out)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,13 +156,25 @@ def build_parser() -> argparse.ArgumentParser:
     cache.set_defaults(func=cmd_data_cache)
 
     finetune = commands.add_parser(
-        "finetune", help="fine-tune through the MONAI bundle; extra --key value pairs override train.json",
+        "finetune",
+        help="fine-tune through the MONAI bundle; extra --key value pairs override train.json",
         description="Runs bundles/cardiac_sax_seg/configs/train.json. Any further '--key value' is a bundle "
         "override, e.g. --dataset_format phantom --encoder resnet18 --epochs 5 --num_labelled_patients 4.",
     )
     finetune.add_argument("dataset_dir", type=Path)
     finetune.add_argument("--out", type=Path, required=True, help="the run's output_dir")
     finetune.set_defaults(func=cmd_finetune, takes_overrides=True)
+
+    export = commands.add_parser(
+        "export", help="package a trained run as a bundle: ONNX + TorchScript export, sha256 in metadata"
+    )
+    export.add_argument("run_dir", type=Path, help="a training run's output_dir (holds models/model.pt)")
+    export.set_defaults(func=cmd_export)
+
+    curves = commands.add_parser("curves", help="PNG of validation Dice against seconds and images seen, per run")
+    curves.add_argument("runs", type=Path, nargs="+", help="training runs' output_dir folders")
+    curves.add_argument("--out", type=Path, required=True)
+    curves.set_defaults(func=cmd_curves)
     return parser
 
 

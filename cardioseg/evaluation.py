@@ -15,7 +15,6 @@ not at native resolution; its numbers do not follow the SSL4MIS protocol.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -27,6 +26,8 @@ from typing import Any
 import numpy as np
 
 from .atomic import write_text_atomic
+from .bundle import as_flag
+from .checkpoint import file_sha256
 from .data.acdc import find_patient_dirs
 from .data.cache import load_cache
 from .data.formats import read_records
@@ -36,7 +37,7 @@ from .data.slicing import normalize_intensity
 from .data.splits import Split, read_ssl4mis_split, split_patients
 from .data.ssl4mis import list_volumes, read_split
 from .errors import CardiosegError, DataError
-from .inference import DEFAULT_PERCENTILES, OUTPUT_SUFFIX, Segmenter, as_flag
+from .inference import DEFAULT_PERCENTILES, OUTPUT_SUFFIX, Segmenter
 from .metrics import format_summary, summarize, volume_metrics
 
 logger = logging.getLogger("cardioseg.evaluation")
@@ -198,14 +199,6 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def evaluate(
     segmenter: Segmenter,
     dataset_dir: str | Path,
@@ -261,7 +254,7 @@ def evaluate(
     result = {
         "protocol": "cache grid" if dataset_format == "cache" else "ssl4mis",
         "checkpoint": None if ckpt_path is None else str(ckpt_path),
-        "checkpoint_sha256": None if ckpt_path is None else sha256_of(ckpt_path),
+        "checkpoint_sha256": None if ckpt_path is None else file_sha256(ckpt_path),
         "dataset_dir": str(dataset_dir),
         "dataset_format": dataset_format,
         "split": split,

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .bundle import as_flag, is_none
 from .data.nifti_io import load_nifti, save_nifti
 from .data.slicing import normalize_intensity
 from .data.validate import check_image
@@ -43,28 +44,10 @@ DEFAULT_PERCENTILES = (0.0, 99.0)
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 OUTPUT_SUFFIX = "_seg.nii.gz"
 LABEL_SUFFIXES = ("_gt", "_seg")  # ACDC ground truth and our own outputs are never inputs
-_NONE_WORDS = ("", "none", "null", "auto")
 _CKPT_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError)
 
 
 # --- checkpoints ---------------------------------------------------------------------------------
-
-
-def _is_none(value: Any) -> bool:
-    """None, or a command line's spelling of it (``--encoder null`` arrives as the string "null")."""
-    return value is None or (isinstance(value, str) and value.strip().lower() in _NONE_WORDS)
-
-
-def as_flag(value: Any) -> bool:
-    """A boolean setting; also accepts the strings a command line passes ("true", "False", "0", ...)."""
-    if isinstance(value, str):
-        word = value.strip().lower()
-        if word in ("true", "1", "yes", "on"):
-            return True
-        if word in ("false", "0", "no", "off", "none", "null", ""):
-            return False
-        raise CardiosegError(f"expected true or false, got {value!r}")
-    return bool(value)
 
 
 def _unwrap(obj: Any, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -120,7 +103,7 @@ def encoder_of_state_dict(state: dict[str, torch.Tensor], source: str | Path = "
 
 def resolve_encoder(encoder: str | None, ckpt_path: str | Path | None) -> str:
     """``encoder`` if given; else the checkpoint's; else (no checkpoint yet) the bundle default."""
-    if not _is_none(encoder):
+    if not is_none(encoder):
         if encoder not in ENCODERS:
             raise CardiosegError(f"unknown encoder {encoder!r}; choose one of {', '.join(ENCODERS)}")
         return str(encoder)
@@ -141,7 +124,7 @@ def run_data_json(ckpt_path: str | Path) -> Path:
 
 def resolve_image_size(image_size: int | str | None, ckpt_path: str | Path | None = None) -> int:
     """``image_size`` if given; else the size the run trained at (its ``data.json``); else 256."""
-    if _is_none(image_size):
+    if is_none(image_size):
         recorded = None
         data_json = None if ckpt_path is None else run_data_json(ckpt_path)
         if data_json is not None and data_json.is_file():
@@ -196,7 +179,7 @@ class Segmenter:
         self.network = network.to(self.device).eval()
         self.batch_size = int(batch_size)
         self.amp = as_flag(amp) and self.device.type == "cuda"
-        self.percentiles = None if _is_none(percentiles) else tuple(float(p) for p in percentiles)
+        self.percentiles = None if is_none(percentiles) else tuple(float(p) for p in percentiles)
         if self.percentiles is not None and len(self.percentiles) != 2:
             raise CardiosegError(f"percentiles must be [lower, upper], got {list(self.percentiles)}")
         self.image_order = int(image_order)
@@ -305,13 +288,13 @@ def find_inputs(dataset_dir: str | Path | None = None, datalist: Any = None) -> 
     """The NIfTI volumes to segment: a datalist when given, else every image ``*.nii[.gz]`` under
     ``dataset_dir`` (a folder, searched recursively, or one file). Label files (``*_gt``, ``*_seg``) are
     skipped, and in raw ACDC patient folders (``Info.cfg``) the 4D cine is too: its frames are used."""
-    if not _is_none(datalist):
+    if not is_none(datalist):
         paths = _read_datalist(datalist)
         for path in paths:
             if not path.is_file():
                 raise DataError(path, "input listed in the datalist does not exist")
         return paths
-    if _is_none(dataset_dir):
+    if is_none(dataset_dir):
         raise CardiosegError("nothing to segment: pass --dataset_dir DIR (NIfTI files) or --datalist FILE")
     root = Path(dataset_dir)
     if not root.exists():

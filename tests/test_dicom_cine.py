@@ -127,9 +127,7 @@ def test_wrong_modality(series_dir):
     assert info.value.path == bad
 
 
-@pytest.mark.parametrize(
-    "tag", ["ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "TriggerTime"]
-)
+@pytest.mark.parametrize("tag", ["ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "TriggerTime"])
 def test_missing_required_tag(series_dir, tag):
     bad = series_dir / "IM00020.dcm"
     _edit(bad, **{tag: None})

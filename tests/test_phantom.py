@@ -138,9 +138,7 @@ def test_anatomy_is_sane_and_matches_ground_truth(phantom_dir):
         voxel_ml = float(np.prod(spacing)) / 1000
         for phase, label in (("ED", ed_label), ("ES", es_label)):
             for value, cls in ((1, "RV"), (2, "MYO"), (3, "LV")):
-                assert (label == value).sum() * voxel_ml == pytest.approx(
-                    gt["volumes_ml"][phase][cls], abs=1e-2
-                )
+                assert (label == value).sum() * voxel_ml == pytest.approx(gt["volumes_ml"][phase][cls], abs=1e-2)
         lv_ed, lv_es = (ed_label == 3).sum(), (es_label == 3).sum()
         assert lv_ed > lv_es
         assert 1 - lv_es / lv_ed == pytest.approx(gt["ef"]["LV"], abs=1e-3)

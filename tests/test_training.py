@@ -19,7 +19,10 @@ TINY = {"encoder": "resnet18", "image_size": 64, "batch_size": 4, "epoch_length"
 
 def bundle_workflow(**overrides) -> ConfigWorkflow:
     workflow = ConfigWorkflow(
-        config_file=str(TRAIN_CONFIG), logging_file=False, run_id="training", workflow_type=None,
+        config_file=str(TRAIN_CONFIG),
+        logging_file=False,
+        run_id="training",
+        workflow_type=None,
         **{**TINY, **overrides},
     )
     workflow.initialize()
@@ -57,21 +60,40 @@ def test_resume_continues_to_the_same_result(phantom_dir, tmp_path):
             torch.testing.assert_close(weights_a[key], weights_b[key], rtol=1e-5, atol=1e-6, msg=key)
 
 
-def test_resume_without_checkpoint_is_refused(phantom_dir, tmp_path):
-    from cardioseg.errors import CardiosegError
+def test_resume_without_checkpoint_is_refused(phantom_dir, tmp_path, capsys):
+    from cardioseg.cli import main
 
-    workflow = bundle_workflow(
-        dataset_dir=str(phantom_dir), dataset_format="phantom", epochs=1, resume=True,
-        output_dir=str(tmp_path / "none"),
+    code = main(
+        [
+            "--quiet",
+            "finetune",
+            str(phantom_dir),
+            "--out",
+            str(tmp_path / "none"),
+            "--dataset_format",
+            "phantom",
+            "--encoder",
+            "resnet18",
+            "--image_size",
+            "64",
+            "--epochs",
+            "1",
+            "--resume",
+            "true",
+        ]
     )
-    with pytest.raises(CardiosegError, match="no checkpoint to resume from"):
-        workflow.run()
+    err = capsys.readouterr().err
+    assert code == 2 and "no checkpoint to resume from" in err and "last.pt" in err
+    assert "Traceback" not in err
 
 
 def test_label_budget_and_fixed_epoch_length(phantom_dir, tmp_path):
     out = tmp_path / "budget"
     workflow = bundle_workflow(
-        dataset_dir=str(phantom_dir), dataset_format="phantom", epochs=1, num_labelled_slices=5,
+        dataset_dir=str(phantom_dir),
+        dataset_format="phantom",
+        epochs=1,
+        num_labelled_slices=5,
         output_dir=str(out),
     )
     workflow.run()
@@ -93,8 +115,14 @@ def test_real_acdc_few_patients_learns_the_lv(acdc_ssl4mis, tmp_path):
     """
     out = tmp_path / "acdc"
     bundle_workflow(
-        dataset_dir=str(acdc_ssl4mis), dataset_format="ssl4mis", num_labelled_patients=10, epochs=6,
-        batch_size=16, epoch_length=256, learning_rate=0.003, output_dir=str(out),
+        dataset_dir=str(acdc_ssl4mis),
+        dataset_format="ssl4mis",
+        num_labelled_patients=10,
+        epochs=6,
+        batch_size=16,
+        epoch_length=256,
+        learning_rate=0.003,
+        output_dir=str(out),
     ).run()
     metrics = read_metrics(out / "metrics.jsonl")
     best_lv = max(m["val_dice"]["LV"] for m in metrics)

@@ -85,8 +85,14 @@ def read_acdc_cine(root: str | Path) -> Iterator[Record]:
             frame = index + 1
             phase = "ED" if frame == info["ED"] else "ES" if frame == info["ES"] else "other"
             yield Record(
-                image=volume, patient=patient_dir.name, source=str(path), spacing=spacing,
-                affine=affine, frame=frame, phase=phase, meta=_patient_meta(info),
+                image=volume,
+                patient=patient_dir.name,
+                source=str(path),
+                spacing=spacing,
+                affine=affine,
+                frame=frame,
+                phase=phase,
+                meta=_patient_meta(info),
             )
 
 

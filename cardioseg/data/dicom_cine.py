@@ -136,9 +136,7 @@ def _check_consistent(instances: list[_Instance]) -> None:
         if inst.pixels.shape != first.pixels.shape:
             raise DataError(inst.path, f"image size {inst.pixels.shape} differs from {first.pixels.shape}")
         if not np.allclose(inst.pixel_spacing, first.pixel_spacing, atol=1e-4):
-            raise DataError(
-                inst.path, f"PixelSpacing {inst.pixel_spacing} differs from {first.pixel_spacing}"
-            )
+            raise DataError(inst.path, f"PixelSpacing {inst.pixel_spacing} differs from {first.pixel_spacing}")
 
 
 def _group_by_position(instances: list[_Instance], normal: np.ndarray) -> list[list[_Instance]]:
@@ -159,9 +157,7 @@ def _check_frames(slices: list[list[_Instance]], normal: np.ndarray) -> None:
     for s in slices:
         where = f"slice at {float(s[0].position @ normal):.2f} mm along the normal"
         if len(s) != expected:
-            raise DataError(
-                s[0].path, f"{where} has {len(s)} frames, other slices of the series have {expected}"
-            )
+            raise DataError(s[0].path, f"{where} has {len(s)} frames, other slices of the series have {expected}")
         times = [inst.trigger_time for inst in s]
         if len(set(times)) != len(times):
             raise DataError(s[0].path, f"{where} has instances with the same TriggerTime")
@@ -178,9 +174,7 @@ def _affine(slices: list[list[_Instance]], normal: np.ndarray, folder: Path) -> 
             raise DataError(folder, f"slices are not evenly spaced (gaps {np.round(gaps, 2).tolist()} mm)")
         step = (positions[-1] - positions[0]) / (len(slices) - 1)
     else:
-        step = normal * float(
-            first.header.get("SpacingBetweenSlices") or first.header.get("SliceThickness") or 1.0
-        )
+        step = normal * float(first.header.get("SpacingBetweenSlices") or first.header.get("SliceThickness") or 1.0)
     lps = np.eye(4)
     lps[:3, 0] = first.orientation[:3] * col_mm
     lps[:3, 1] = first.orientation[3:] * row_mm
@@ -222,9 +216,7 @@ def read_dicom_cine(folder: str | Path, *, progress: bool = False) -> list[CineS
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(folder, "DICOM folder does not exist" if not folder.exists() else "is not a folder")
-    paths = sorted(
-        p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".") and p.name != "DICOMDIR"
-    )
+    paths = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".") and p.name != "DICOMDIR")
     if not paths:
         raise DataError(folder, "folder holds no DICOM files")
     by_series: dict[str, list[_Instance]] = {}

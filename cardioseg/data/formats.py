@@ -32,8 +32,9 @@ def detect_format(path: str | Path) -> str:
     if any(f.suffix.lower() in IMAGE_SUFFIXES for d in base.iterdir() if d.is_dir() for f in d.iterdir()):
         return "imagefolder"
     raise DataError(
-        path, "unknown layout: expected raw ACDC (patientNNN/Info.cfg), SSL4MIS (volumes/*.h5), "
-        "ImageFolder (class/image) or DICOM files"
+        path,
+        "unknown layout: expected raw ACDC (patientNNN/Info.cfg), SSL4MIS (volumes/*.h5), "
+        "ImageFolder (class/image) or DICOM files",
     )
 
 

@@ -406,9 +406,7 @@ class Patient:
     seed: tuple[int, int]
 
 
-def make_patient(
-    seed: int, index: int, *, image_size: int = 128, n_frames: int = 12, n_slices: int = 8
-) -> Patient:
+def make_patient(seed: int, index: int, *, image_size: int = 128, n_frames: int = 12, n_slices: int = 8) -> Patient:
     """Draw and render patient ``index`` (1-based); it depends only on ``(seed, index)`` and the sizes."""
     rng = np.random.default_rng([seed, index])
     group = GROUP_ORDER[(index - 1) % len(GROUP_ORDER)]
@@ -435,8 +433,7 @@ def make_patient(
 
 def _volumes_ml(label: np.ndarray, voxel_ml: float) -> dict[str, float]:
     return {
-        name: round(int((label == value).sum()) * voxel_ml, 3)
-        for value, name in ((1, "RV"), (2, "MYO"), (3, "LV"))
+        name: round(int((label == value).sum()) * voxel_ml, 3) for value, name in ((1, "RV"), (2, "MYO"), (3, "LV"))
     }
 
 
@@ -463,9 +460,7 @@ def ground_truth(patient: Patient) -> dict:
         "spacing_mm": list(scan.spacing),
         "slice_thickness_mm": scan.thickness_mm,
         "rr_interval_ms": scan.rr_ms,
-        "parameters": {
-            k: round(v, 4) if isinstance(v, float) else v for k, v in dataclasses.asdict(heart).items()
-        },
+        "parameters": {k: round(v, 4) if isinstance(v, float) else v for k, v in dataclasses.asdict(heart).items()},
     }
 
 
@@ -542,9 +537,7 @@ def write_cohort(
         "patients": {},
     }
     with atomic_directory(out_dir, overwrite=overwrite) as tmp:
-        for index in tqdm(
-            range(1, n_patients + 1), desc="phantom patients", unit="patient", disable=not progress
-        ):
+        for index in tqdm(range(1, n_patients + 1), desc="phantom patients", unit="patient", disable=not progress):
             patient = make_patient(seed, index, image_size=image_size, n_frames=n_frames, n_slices=n_slices)
             write_acdc_patient(tmp / patient.name, patient)
             write_dicom_patient(tmp / "dicom" / patient.name, patient)

@@ -55,8 +55,12 @@ def _tally(records: Iterable[Record]) -> dict:
         "phases": dict(phases),
     }
     if categories:
-        summary = {"classes": len(categories), "images": volumes, "images_per_class": dict(categories),
-                   "image_sizes": dict(sizes.most_common())}
+        summary = {
+            "classes": len(categories),
+            "images": volumes,
+            "images_per_class": dict(categories),
+            "image_sizes": dict(sizes.most_common()),
+        }
     if spacings:
         lo, hi = np.min(spacings, axis=0), np.max(spacings, axis=0)
         summary["spacing_mm"] = {"min": [round(float(v), 3) for v in lo], "max": [round(float(v), 3) for v in hi]}

@@ -39,11 +39,14 @@ class RunCheckpointer:
     def last_path(self) -> Path:
         return self.ckpt_dir / "last.pt"
 
-    def attach(self, engine: Engine, resume: bool = False) -> None:
-        """Attach after the ValidationHandler and the ConvergenceLog (their state is saved too)."""
+    def attach(self, engine: Engine, resume: bool = False, save: bool = True) -> None:
+        """Attach after the ValidationHandler and the ConvergenceLog (their state is saved too).
+
+        Under DDP every rank restores, but only the main one saves (``save``)."""
         if resume:
             engine.add_event_handler(Events.STARTED, self.restore)
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self.save)
+        if save:
+            engine.add_event_handler(Events.EPOCH_COMPLETED, self.save)
 
     def state_dict(self) -> dict:
         return dict(self.best)

@@ -87,8 +87,11 @@ class ConvergenceLog:
             handle.write(json.dumps(line) + "\n")
         logger.info(
             "epoch %d: loss %.4f, val Dice %s (%s), %.1f s training",
-            line["epoch"], line["train_loss"], line["val_dice_mean"],
-            ", ".join(f"{k} {v}" for k, v in line["val_dice"].items()), line["train_seconds"],
+            line["epoch"],
+            line["train_loss"],
+            line["val_dice_mean"],
+            ", ".join(f"{k} {v}" for k, v in line["val_dice"].items()),
+            line["train_seconds"],
         )
 
     @staticmethod

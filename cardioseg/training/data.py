@@ -58,7 +58,9 @@ def load_slices(dataset_dir: str | Path, dataset_format: str, image_size: int, s
     return slices
 
 
-def choose_split(slices: SliceSet, dataset_dir: str | Path, dataset_format: str, seed: int, val_fraction: float) -> Split:
+def choose_split(
+    slices: SliceSet, dataset_dir: str | Path, dataset_format: str, seed: int, val_fraction: float
+) -> Split:
     """SSL4MIS's published split where the data has one; otherwise a seeded patient-level split."""
     if dataset_format == "ssl4mis":
         return read_ssl4mis_split(dataset_dir)

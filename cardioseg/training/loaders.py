@@ -29,7 +29,8 @@ class TrainSliceLoader:
 
     A small budget is oversampled (its slices repeat within an epoch, in a new order each time), as in
     Kalapos & Gyires-Tóth, so that epochs compare across budgets. The order and augmentation of epoch ``e``
-    depend only on ``(seed, e)``: a resumed run sees the same batches as an uninterrupted one.
+    depend only on ``(seed, e)``: a resumed run sees the same batches as an uninterrupted one. Under DDP
+    every rank draws the same order and takes its own ``batch_size`` part of each global batch.
     """
 
     def __init__(
@@ -42,6 +43,8 @@ class TrainSliceLoader:
         epoch_length: int | None = None,
         augment: AugmentConfig | None = None,
         channels_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
     ):
         if len(labelled) == 0:
             raise ValueError("no labelled slices to train on")
@@ -54,20 +57,24 @@ class TrainSliceLoader:
         self.seed = seed
         self.augment = augment
         self.memory_format = _memory_format(channels_last)
+        self.rank, self.world_size = rank, world_size
         self.epoch = 1
 
     def __len__(self) -> int:
-        return max(1, self.epoch_length // self.batch_size)
+        """Steps per epoch: ``epoch_length`` images across all ranks."""
+        return max(1, self.epoch_length // (self.batch_size * self.world_size))
 
     def attach(self, engine: Engine) -> None:
         """Follow the trainer's epoch counter (also after a resume)."""
         engine.add_event_handler(Events.EPOCH_STARTED, lambda e: setattr(self, "epoch", e.state.epoch))
 
     def epoch_order(self, generator: torch.Generator) -> torch.Tensor:
-        needed = len(self) * self.batch_size
+        """This rank's slice indices for the epoch, in batch order."""
+        needed = len(self) * self.batch_size * self.world_size
         repeats = -(-needed // len(self.labelled))
         order = torch.cat([torch.randperm(len(self.labelled), generator=generator) for _ in range(repeats)])
-        return self.labelled[order[:needed]]
+        global_batches = self.labelled[order[:needed]].view(len(self), self.world_size, self.batch_size)
+        return global_batches[:, self.rank].flatten()
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         # A generator: the epoch is read at the first batch, after ignite's EPOCH_STARTED has set it.
@@ -87,9 +94,18 @@ class TrainSliceLoader:
 class VolumeLoader:
     """One batch per volume (all its slices), so validation metrics are 3D per volume as in SSL4MIS."""
 
-    def __init__(self, slices: SliceSet, device: torch.device | str, channels_last: bool = False):
+    def __init__(
+        self,
+        slices: SliceSet,
+        device: torch.device | str,
+        channels_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        """Under DDP each rank scores every ``world_size``-th volume; MONAI's metric handlers gather them."""
         self.device = torch.device(device)
-        self.volumes = [np.flatnonzero(slices.volume == v) for v in np.unique(slices.volume)]
+        volumes = [np.flatnonzero(slices.volume == v) for v in np.unique(slices.volume)]
+        self.volumes = volumes[rank::world_size]
         self.images = _to_device(slices.images, self.device)
         self.labels = _to_device(slices.labels, self.device)
         self.memory_format = _memory_format(channels_last)

@@ -20,16 +20,18 @@ def progress_wanted() -> bool:
     return os.environ.get("CI", "").lower() not in ("1", "true")
 
 
-def start_run(output_dir: str | Path, run_data: FinetuneData, resume: bool, bundle_root: str | Path) -> Path:
-    """Create the output folder and record the split and label budget in ``data.json``."""
+def start_run(output_dir: str | Path, run_data: FinetuneData, resume: bool, settings: dict) -> Path:
+    """Create the output folder; record the settings, split and label budget in ``data.json``."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    description = {"bundle_root": str(bundle_root), **run_data.describe()}
+    description = {"settings": settings, **run_data.describe()}
     write_text_atomic(output_dir / "data.json", json.dumps(description, indent=2) + "\n")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logger.info(
         "%s run in %s: %d training slices (%d labelled), %d validation volumes",
-        "resuming" if resume else "starting", output_dir, len(run_data.train), len(run_data.labelled),
+        "resuming" if resume else "starting",
+        output_dir,
+        len(run_data.train),
+        len(run_data.labelled),
         description["val_volumes"],
     )
     return output_dir
