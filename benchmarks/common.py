@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -11,6 +12,14 @@ from pathlib import Path
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The data and network every benchmark is run on."""
+    parser.add_argument("--dataset-dir", default="../shared/data/acdc_ssl4mis")
+    parser.add_argument("--dataset-format", default="ssl4mis")
+    parser.add_argument("--encoder", default="resnet50")
+    parser.add_argument("--image-size", type=int, default=256)
 
 
 def machine() -> dict:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from monai.bundle import ConfigWorkflow
 
-from benchmarks.common import RESULTS, device_tag, table, write_result
+from benchmarks.common import RESULTS, add_data_arguments, device_tag, table, write_result
 from cardioseg.training.convergence import read_metrics
 from cardioseg.visualize import convergence_plot
 
@@ -33,10 +33,7 @@ def first_reaching(metrics: list[dict], threshold: float) -> dict | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset-dir", default="../shared/data/acdc_ssl4mis")
-    parser.add_argument("--dataset-format", default="ssl4mis")
-    parser.add_argument("--encoder", default="resnet50")
-    parser.add_argument("--image-size", type=int, default=256)
+    add_data_arguments(parser)
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=0.002)

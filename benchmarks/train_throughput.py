@@ -30,7 +30,7 @@ from monai.transforms import (
     RandZoomd,
 )
 
-from benchmarks.common import table, write_result
+from benchmarks.common import add_data_arguments, table, write_result
 from cardioseg.nets import build_unet
 from cardioseg.training.augment import AugmentConfig
 from cardioseg.training.data import prepare_finetune_data
@@ -134,10 +134,7 @@ def measure(variant: str, data, args, device: torch.device) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset-dir", default="../shared/data/acdc_ssl4mis")
-    parser.add_argument("--dataset-format", default="ssl4mis")
-    parser.add_argument("--encoder", default="resnet50")
-    parser.add_argument("--image-size", type=int, default=256)
+    add_data_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=30, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, default=5)

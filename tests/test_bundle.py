@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 from monai.bundle import run, verify_metadata, verify_net_in_out
 
+from cardioseg.bundle import cardioseg_cause, package_run
+from cardioseg.checkpoint import file_sha256
 from cardioseg.data.nifti_io import load_nifti, save_nifti
 from cardioseg.errors import DataError
 from cardioseg.evaluation import RunInfo, choose_patients, evaluate, read_volumes
@@ -43,15 +45,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:No hash value provided:UserWarning"),  # the schema is a local file
     pytest.mark.filterwarnings("ignore:Detected deprecated name 'optional_packages_version':UserWarning"),
 ]
-
-
-def find_cause(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
-    """The first exception of ``kind`` in a chain (MONAI wraps config errors in RuntimeError)."""
-    while exc is not None:
-        if isinstance(exc, kind):
-            return exc
-        exc = exc.__cause__ or exc.__context__
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +215,7 @@ def test_corrupt_input_stops_inference_before_any_output(trained_run, phantom_di
             output_dir=str(out),
             progress=False,
         )
-    error = find_cause(info.value, DataError)
+    error = cardioseg_cause(info.value)
     assert error is not None, f"expected a DataError, got {info.value!r}"
     assert error.path.name == "bad.nii.gz" and "bad.nii.gz" in str(error)
     assert not out.exists() or not any(out.iterdir())  # not even good.nii.gz's output
@@ -274,3 +267,27 @@ def test_inputs_skip_labels_and_read_datalists(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no NIfTI"):
         find_inputs(tmp_path / "empty")
+
+
+def test_export_makes_the_run_a_verified_bundle(trained_run, tmp_path):
+    """ONNX and TorchScript beside model.pt, their sha256 in metadata that still passes the schema."""
+    import onnxruntime
+    import torch
+
+    run_dir = tmp_path / "packaged"
+    shutil.copytree(trained_run, run_dir)
+    metadata = package_run(run_dir)
+    for name in ("models/model.pt", "models/model.onnx", "models/model.ts"):
+        assert metadata["model_files"][name]["sha256"] == file_sha256(run_dir / name)
+    written = json.loads((run_dir / "configs" / "metadata.json").read_text())
+    assert written["model_files"] == json.loads(json.dumps(metadata["model_files"]))
+    assert written["training"]["settings"]["encoder"] == "resnet18"
+    verify_metadata(meta_file=str(run_dir / "configs" / "metadata.json"), filepath=str(run_dir / written["schema"]))
+
+    image = np.random.default_rng(0).random((3, 1, 64, 64), dtype=np.float32)
+    session = onnxruntime.InferenceSession(str(run_dir / "models" / "model.onnx"), providers=["CPUExecutionProvider"])
+    (onnx_logits,) = session.run(None, {session.get_inputs()[0].name: image})
+    scripted = torch.jit.load(str(run_dir / "models" / "model.ts"))
+    with torch.no_grad():
+        ts_logits = scripted(torch.from_numpy(image)).numpy()
+    np.testing.assert_allclose(onnx_logits, ts_logits, atol=1e-3)

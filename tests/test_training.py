@@ -105,6 +105,46 @@ def test_label_budget_and_fixed_epoch_length(phantom_dir, tmp_path):
     assert set(line["val_dice"]) == {"RV", "MYO", "LV"}
 
 
+def test_multigpu_config_under_torchrun(phantom_dir, tmp_path):
+    """train_multigpu.json with two processes (gloo on the CPU): one global batch per step, one log."""
+    import subprocess
+    import sys
+
+    configs = [str(TRAIN_CONFIG), str(TRAIN_CONFIG.with_name("train_multigpu.json"))]
+    out = tmp_path / "ddp"
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "-m",
+        "monai.bundle",
+        "run",
+        "training",
+        "--config_file",
+        repr(configs),
+        "--dataset_dir",
+        str(phantom_dir),
+        "--dataset_format",
+        "phantom",
+        "--output_dir",
+        str(out),
+        "--epochs",
+        "1",
+        "--epoch_length",
+        "16",
+        "--progress",
+        "False",
+        *[item for key, value in TINY.items() if key != "progress" for item in (f"--{key}", str(value))],
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (line,) = read_metrics(out / "metrics.jsonl")
+    assert line["step"] == 2 and line["images_seen"] == 16  # 2 steps x 2 processes x batch 4
+    weights = torch.load(out / "models" / "model.pt", weights_only=True)
+    assert not any(key.startswith("module.") for key in weights)  # the network, not its DDP wrapper
+
+
 @pytest.mark.slow
 def test_real_acdc_few_patients_learns_the_lv(acdc_ssl4mis, tmp_path):
     """10 labelled real patients, 64x64, ResNet-18, ~100 steps on the CPU.

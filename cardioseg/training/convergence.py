@@ -22,10 +22,18 @@ logger = logging.getLogger("cardioseg.training")
 class ConvergenceLog:
     """Attach to the trainer after the ValidationHandler, so each line carries that epoch's validation."""
 
-    def __init__(self, path: str | Path, evaluator: Engine, batch_size: int, class_names=("RV", "MYO", "LV")):
+    def __init__(
+        self,
+        path: str | Path,
+        evaluator: Engine,
+        batch_size: int,
+        world_size: int = 1,
+        class_names=("RV", "MYO", "LV"),
+    ):
+        """``batch_size`` per process; ``world_size`` processes (DDP) each take a batch per step."""
         self.path = Path(path)
         self.evaluator = evaluator
-        self.batch_size = batch_size
+        self.images_per_step = batch_size * world_size
         self.class_names = tuple(class_names)
         self.seconds = {"wall": 0.0, "train": 0.0}
         self._loss_sum = torch.zeros(())
@@ -75,7 +83,7 @@ class ConvergenceLog:
         line = {
             "epoch": engine.state.epoch,
             "step": engine.state.iteration,
-            "images_seen": engine.state.iteration * self.batch_size,
+            "images_seen": engine.state.iteration * self.images_per_step,
             "wall_seconds": round(self.seconds["wall"], 3),
             "train_seconds": round(self.seconds["train"], 3),
             "train_loss": round(float(self._loss_sum) / max(1, self._iterations), 5),
