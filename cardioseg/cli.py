@@ -56,10 +56,10 @@ def cmd_data_cache(args: argparse.Namespace) -> None:
     from .training.data import choose_split, load_slices
 
     fmt = args.format or detect_format(args.path)
-    slices = load_slices(args.path, fmt, args.size, args.mode)
+    slices = load_slices(args.path, fmt, args.size, args.mode, progress=show_progress(args))
     split = choose_split(slices, args.path, fmt, args.seed, args.val_fraction)
     slices.meta["split"] = split.to_dict()
-    path = save_cache(slices, args.out, image_dtype=args.dtype)
+    path = save_cache(slices, args.out, image_dtype=args.dtype, progress=show_progress(args))
     print(
         f"wrote {path}: {len(slices)} slices of {len(slices.patients())} patients, "
         f"{path.stat().st_size / 1e6:.1f} MB ({len(split.train)} train / {len(split.val)} val patients)"

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import pickle
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 
 from .bundle import as_flag, is_none
+from .checkpoint import is_checkpoint, load_torch_file, unpack_checkpoint
 from .data.nifti_io import load_nifti, save_nifti
 from .data.slicing import normalize_intensity
 from .data.validate import check_image
@@ -44,7 +44,6 @@ DEFAULT_PERCENTILES = (0.0, 99.0)
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 OUTPUT_SUFFIX = "_seg.nii.gz"
 LABEL_SUFFIXES = ("_gt", "_seg")  # ACDC ground truth and our own outputs are never inputs
-_CKPT_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError)
 
 
 # --- checkpoints ---------------------------------------------------------------------------------
@@ -53,11 +52,10 @@ _CKPT_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueEr
 def _unwrap(obj: Any, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The network weights (and any metadata header) inside any checkpoint layout cardioseg writes."""
     meta: dict[str, Any] = {}
-    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+    if is_checkpoint(obj):
+        obj, meta = unpack_checkpoint(path, obj)  # a state dict behind a metadata header
+    elif isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         obj = obj["model"]  # models/last.pt: network, optimiser, scheduler, ...
-    elif isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        meta = obj.get("meta") if isinstance(obj.get("meta"), dict) else {}
-        obj = obj["state_dict"]  # a state dict behind a metadata header (cardioseg.checkpoint)
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise DataError(path, "checkpoint holds no network state dict")
     state = {}
@@ -68,24 +66,18 @@ def _unwrap(obj: Any, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
     return state, meta
 
 
-def read_checkpoint(ckpt_path: str | Path, mmap: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def read_checkpoint(ckpt_path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """``(state_dict, meta)`` from a checkpoint file, loaded with ``weights_only=True`` onto the CPU;
     ``meta`` is the metadata header where the file has one, else empty."""
     path = Path(ckpt_path)
     if not path.is_file():
         raise DataError(path, "checkpoint not found (train the bundle first, or pass --ckpt_path)")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except _CKPT_ERRORS as exc:
-        if mmap:  # files in torch's legacy format cannot be memory-mapped
-            return read_checkpoint(path, mmap=False)
-        raise DataError(path, f"not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
-    return _unwrap(obj, path)
+    return _unwrap(load_torch_file(path), path)
 
 
-def read_state_dict(ckpt_path: str | Path, mmap: bool = False) -> dict[str, torch.Tensor]:
+def read_state_dict(ckpt_path: str | Path) -> dict[str, torch.Tensor]:
     """Network weights from a checkpoint file (see :func:`read_checkpoint`)."""
-    return read_checkpoint(ckpt_path, mmap=mmap)[0]
+    return read_checkpoint(ckpt_path)[0]
 
 
 def encoder_of_state_dict(state: dict[str, torch.Tensor], source: str | Path = "checkpoint") -> str:
@@ -108,7 +100,7 @@ def resolve_encoder(encoder: str | None, ckpt_path: str | Path | None) -> str:
             raise CardiosegError(f"unknown encoder {encoder!r}; choose one of {', '.join(ENCODERS)}")
         return str(encoder)
     if ckpt_path is not None and Path(ckpt_path).is_file():
-        state, meta = read_checkpoint(ckpt_path, mmap=True)
+        state, meta = read_checkpoint(ckpt_path)
         name = meta.get("encoder")
         if name not in ENCODERS:
             name = encoder_of_state_dict(state, ckpt_path)

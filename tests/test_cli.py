@@ -37,3 +37,20 @@ def test_contact_sheet_png(phantom_dir, tmp_path, capsys):
         pixels = image.convert("RGB").getcolors(maxcolors=1 << 20)
     assert len(pixels) > 50  # an image with overlays, not a blank canvas
     assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_cache_command_carries_slices_and_split_for_training(phantom_dir, tmp_path, capsys):
+    from cardioseg.data.cache import load_cache
+    from cardioseg.training.data import prepare_finetune_data
+
+    out = tmp_path / "phantom64.xz"
+    assert main(["--quiet", "data", "cache", str(phantom_dir), "--out", str(out), "--size", "64"]) == 0
+    assert "3 patients" in capsys.readouterr().out
+    slices = load_cache(out)
+    split = slices.meta["split"]
+    assert set(split["train"]) | set(split["val"]) == set(slices.patients())
+    assert not set(split["train"]) & set(split["val"])
+    assert slices.images.shape[1:] == (64, 64)
+    data = prepare_finetune_data(out, "cache")
+    assert (data.split.train, data.split.val) == (tuple(split["train"]), tuple(split["val"]))
+    assert len(data.train) + len(data.val) == len(slices)

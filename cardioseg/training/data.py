@@ -45,7 +45,9 @@ class FinetuneData:
         }
 
 
-def load_slices(dataset_dir: str | Path, dataset_format: str, image_size: int, slice_mode: str) -> SliceSet:
+def load_slices(
+    dataset_dir: str | Path, dataset_format: str, image_size: int, slice_mode: str, progress: bool = False
+) -> SliceSet:
     """All labelled slices of a dataset; SSL4MIS volumes come normalised already, raw ACDC does not."""
     if dataset_format not in DATASET_FORMATS:
         raise ValueError(f"dataset_format must be one of {DATASET_FORMATS}, got {dataset_format!r}")
@@ -53,7 +55,8 @@ def load_slices(dataset_dir: str | Path, dataset_format: str, image_size: int, s
         return load_cache(dataset_dir)
     fmt = "ssl4mis" if dataset_format == "ssl4mis" else "acdc"
     percentiles = None if fmt == "ssl4mis" else (0.0, 99.0)
-    slices = to_slices(read_records(dataset_dir, fmt), mode=slice_mode, size=image_size, percentiles=percentiles)
+    records = read_records(dataset_dir, fmt)
+    slices = to_slices(records, mode=slice_mode, size=image_size, percentiles=percentiles, progress=progress)
     slices.meta["dataset_format"] = dataset_format
     return slices
 
