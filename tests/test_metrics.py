@@ -162,3 +162,12 @@ def test_real_volume_against_itself_and_shifted(acdc_ssl4mis):
     for name in ("RV", "MYO", "LV"):
         assert 0.5 < shifted["dice"][name] < 1.0
         assert 0.0 < shifted["hd95"][name] <= 1.5
+
+
+def test_monai_zoo_labels_map_to_acdc_and_back():
+    from cardioseg.data.labels import ACDC_TO_MONAI_ZOO, MONAI_ZOO_TO_ACDC, remap
+
+    zoo = np.array([[0, 1], [2, 3]], dtype=np.uint8)  # zoo: 1 LV pool, 2 MYO, 3 RV pool
+    acdc = remap(zoo, MONAI_ZOO_TO_ACDC)
+    assert acdc.tolist() == [[0, 3], [2, 1]]  # ACDC: 1 RV, 2 MYO, 3 LV
+    assert remap(acdc, ACDC_TO_MONAI_ZOO).tolist() == zoo.tolist()

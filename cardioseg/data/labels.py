@@ -9,8 +9,8 @@ FOREGROUND = {1: "RV", 2: "MYO", 3: "LV"}
 NUM_CLASSES = 4
 
 # MONAI model zoo's ventricular_short_axis_3label bundle: 1 LV pool, 2 MYO, 3 RV pool.
-MONAI_ZOO_TO_ACDC = np.array([0, 3, 2, 1], dtype=np.uint8)
-ACDC_TO_MONAI_ZOO = np.array([0, 3, 2, 1], dtype=np.uint8)
+# Swapping 1 and 3 is its own inverse, so one table maps both ways.
+MONAI_ZOO_TO_ACDC = ACDC_TO_MONAI_ZOO = np.array([0, 3, 2, 1], dtype=np.uint8)
 
 
 def remap(label: np.ndarray, table: np.ndarray) -> np.ndarray:
