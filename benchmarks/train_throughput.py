@@ -35,6 +35,7 @@ from cardioseg.nets import build_unet
 from cardioseg.training.augment import AugmentConfig
 from cardioseg.training.data import prepare_finetune_data
 from cardioseg.training.loaders import TrainSliceLoader
+from cardioseg.training.workflow import without_loss_scaling
 
 KEYS = ("image", "label")
 
@@ -109,6 +110,7 @@ def measure(variant: str, data, args, device: torch.device) -> dict:
         decollate=False,
         optim_set_to_none=True,
     )
+    without_loss_scaling(trainer)
     marks = {}
 
     def mark(name):

@@ -168,3 +168,32 @@ def test_real_acdc_few_patients_learns_the_lv(acdc_ssl4mis, tmp_path):
     best_lv = max(m["val_dice"]["LV"] for m in metrics)
     assert best_lv > 0.5, metrics
     assert (out / "models" / "model.pt").exists()
+
+
+def test_bf16_training_runs_without_loss_scaling():
+    """The scaler MONAI builds for amp is swapped for a pass-through one; steps still update the network."""
+    from monai.engines import SupervisedTrainer
+    from monai.losses import DiceCELoss
+
+    from cardioseg.nets import build_unet
+    from cardioseg.training.workflow import without_loss_scaling
+
+    net = build_unet("resnet18")
+    batch = {"image": torch.rand(2, 1, 64, 64), "label": torch.randint(0, 4, (2, 1, 64, 64)).float()}
+    trainer = SupervisedTrainer(
+        device=torch.device("cpu"),
+        max_epochs=1,
+        train_data_loader=[batch, batch],
+        network=net,
+        optimizer=torch.optim.AdamW(net.parameters(), lr=1e-3),
+        loss_function=DiceCELoss(to_onehot_y=True, softmax=True),
+        amp=True,
+        amp_kwargs={"dtype": torch.bfloat16},
+        decollate=False,
+    )
+    without_loss_scaling(trainer)
+    before = net.encoder.conv1.weight.detach().clone()
+    trainer.run()
+    # MONAI's own is a torch.cuda.amp.GradScaler (enabled on CUDA); ours replaced it at STARTED
+    assert type(trainer.scaler) is torch.amp.GradScaler and not trainer.scaler.is_enabled()
+    assert torch.isfinite(trainer.state.output["loss"]) and not torch.equal(before, net.encoder.conv1.weight)

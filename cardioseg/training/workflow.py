@@ -7,7 +7,8 @@ import logging
 import os
 from pathlib import Path
 
-from ignite.engine import Engine
+import torch
+from ignite.engine import Engine, Events
 
 from ..atomic import write_text_atomic
 from .data import FinetuneData
@@ -43,3 +44,16 @@ def attach_progress_bar(trainer: Engine, enabled: bool) -> None:
         from ignite.handlers import ProgressBar
 
         ProgressBar(persist=False).attach(trainer)
+
+
+def without_loss_scaling(trainer: Engine) -> Engine:
+    """bf16 needs no loss scaling, but MONAI's ``amp=True`` builds a GradScaler at every ``run()``, whose
+    ``step`` reads the overflow flags back to the host: a GPU sync every step. At STARTED (after MONAI made
+    its scaler) this swaps in a disabled one, which passes the loss and the step straight through."""
+
+    def swap(engine: Engine) -> None:
+        engine.scaler = torch.amp.GradScaler("cuda", enabled=False)
+
+    if getattr(trainer, "amp", False) and trainer.amp_kwargs.get("dtype") == torch.bfloat16:
+        trainer.add_event_handler(Events.STARTED, swap)
+    return trainer
