@@ -39,10 +39,10 @@ from .data.ssl4mis import list_volumes, read_split
 from .errors import CardiosegError, DataError
 from .inference import DEFAULT_PERCENTILES, OUTPUT_SUFFIX, Segmenter
 from .metrics import format_summary, summarize, volume_metrics
+from .training.data import DATASET_FORMATS
 
 logger = logging.getLogger("cardioseg.evaluation")
 
-DATASET_FORMATS = ("ssl4mis", "acdc", "phantom", "cache")
 SPLITS = ("val", "train", "test")
 DEFAULT_DATASET_FORMAT = "ssl4mis"
 

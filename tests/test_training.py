@@ -197,3 +197,11 @@ def test_bf16_training_runs_without_loss_scaling():
     # MONAI's own is a torch.cuda.amp.GradScaler (enabled on CUDA); ours replaced it at STARTED
     assert type(trainer.scaler) is torch.amp.GradScaler and not trainer.scaler.is_enabled()
     assert torch.isfinite(trainer.state.output["loss"]) and not torch.equal(before, net.encoder.conv1.weight)
+
+
+def test_unknown_dataset_format_is_one_line(phantom_dir, tmp_path, capsys):
+    from cardioseg.cli import main
+
+    code = main(["--quiet", "finetune", str(phantom_dir), "--out", str(tmp_path / "x"), "--dataset_format", "nifti"])
+    err = capsys.readouterr().err
+    assert code == 2 and "dataset_format must be one of" in err and "Traceback" not in err

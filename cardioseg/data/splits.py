@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import DataError
 from .slicing import SliceKey, SliceSet
+from .ssl4mis import read_split
 
 
 def _rank(items: Iterable[Any], seed: int) -> list[Any]:
@@ -61,19 +62,10 @@ def split_patients(
     return Split(train=tuple(sorted(ranked[n_val:])), val=tuple(sorted(ranked[:n_val])))
 
 
-def _read_list(path: Path) -> tuple[str, ...]:
-    if not path.is_file():
-        raise DataError(path, "split list not found")
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    if not names:
-        raise DataError(path, "split list is empty")
-    return tuple(dict.fromkeys(names))
-
-
 def read_ssl4mis_split(root: str | Path) -> Split:
     """The published SSL4MIS ACDC split from ``root/train.txt`` and ``root/val.txt``."""
     root = Path(root)
-    train, val = _read_list(root / "train.txt"), _read_list(root / "val.txt")
+    train, val = tuple(read_split(root, "train")), tuple(read_split(root, "val"))
     shared = set(train) & set(val)
     if shared:
         raise DataError(root, f"patients in both train.txt and val.txt: {sorted(shared)[:5]}")

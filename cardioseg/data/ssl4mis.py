@@ -42,7 +42,7 @@ def read_split(root: str | Path, split: str) -> list[str]:
     path = Path(root) / f"{split}.txt"
     if not path.exists():
         raise DataError(path, f"split file for '{split}' is missing")
-    patients = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    patients = list(dict.fromkeys(line.strip() for line in path.read_text().splitlines() if line.strip()))
     if not patients:
         raise DataError(path, "split file lists no patients")
     return patients

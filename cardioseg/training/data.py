@@ -18,6 +18,7 @@ from ..data.splits import (
     read_ssl4mis_split,
     split_patients,
 )
+from ..errors import CardiosegError
 
 DATASET_FORMATS = ("ssl4mis", "acdc", "phantom", "cache")
 
@@ -50,7 +51,7 @@ def load_slices(
 ) -> SliceSet:
     """All labelled slices of a dataset; SSL4MIS volumes come normalised already, raw ACDC does not."""
     if dataset_format not in DATASET_FORMATS:
-        raise ValueError(f"dataset_format must be one of {DATASET_FORMATS}, got {dataset_format!r}")
+        raise CardiosegError(f"dataset_format must be one of {DATASET_FORMATS}, got {dataset_format!r}")
     if dataset_format == "cache":
         return load_cache(dataset_dir)
     fmt = "ssl4mis" if dataset_format == "ssl4mis" else "acdc"
