@@ -18,14 +18,16 @@ demo: $(STAMP)
 	$(CLI) phantom --patients 10 --out $(DEMO)/phantom --overwrite
 	$(CLI) data summary $(DEMO)/phantom
 	$(CLI) data summary $(DEMO)/phantom/dicom
-	$(CLI) data contact-sheet $(DEMO)/phantom --out $(DEMO)/contact_sheet.png --max 8
+	$(CLI) data contact-sheet $(DEMO)/phantom --out $(DEMO)/contact_sheet.png --max 8 --overwrite
 	$(PY) -m monai.bundle run training --config_file $(BUNDLE)/configs/train.json \
 	    --dataset_dir $(DEMO)/phantom --dataset_format phantom --encoder resnet18 --image_size 96 \
-	    --epochs 8 --batch_size 8 --output_dir $(DEMO)/run
-	$(CLI) curves $(DEMO)/run --out $(DEMO)/convergence.png
+	    --epochs 8 --batch_size 8 --output_dir $(DEMO)/run --overwrite True
+	$(CLI) curves $(DEMO)/run --out $(DEMO)/convergence.png --overwrite
 	$(PY) -m monai.bundle run --config_file $(BUNDLE)/configs/evaluate.json \
 	    --run_dir $(DEMO)/run --dataset_dir $(DEMO)/phantom
 	$(CLI) export $(DEMO)/run
+	$(PY) -m monai.bundle run --config_file $(DEMO)/run/cardiac_sax_seg/configs/inference.json \
+	    --bundle_root $(DEMO)/run/cardiac_sax_seg --dataset_dir $(DEMO)/phantom/patient001 --output_dir $(DEMO)/seg
 
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=10

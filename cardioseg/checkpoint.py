@@ -7,19 +7,20 @@ loads with ``torch.load(weights_only=True)``, so reading a checkpoint never runs
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .atomic import atomic_path
+from .atomic import write_bytes_atomic
 from .errors import DataError
 
 FORMAT_KEY = "cardioseg_checkpoint"
 FORMAT_VERSION = 1
+ZIP_MAGIC = b"PK\x03\x04"
 
 
 def file_sha256(path: str | Path) -> str:
@@ -36,20 +37,43 @@ def load_torch_file(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "not found" if not path.exists() else "is not a file")
+    with open(path, "rb") as handle:
+        start = handle.read(4)
+    # torch.save writes a zip archive (legacy files: a pickle, protocol 2+ starts with 0x80). Anything else
+    # would reach the weights-only unpickler, whose complaint about a text file's first byte
+    # ("Unsupported operand 118") reads as if the file tried to run code.
+    if not start.startswith((ZIP_MAGIC, b"\x80")):
+        raise DataError(path, "not a readable PyTorch file (neither the zip archive torch.save writes nor a pickle)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError ... for bad files
-        detail = str(e)
-        # weights_only refusals bury the useful line in a long explanation.
-        found = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n|$)", detail)
-        if found:
+        if "Weights only load failed" in str(e):
             raise DataError(
                 path,
-                f"cannot be loaded safely (weights_only=True): {found.group(1).strip()} "
-                "(corrupt, or holds Python objects besides tensors: re-save the state dict alone)",
-            ) from e
-        first_line = detail.strip().splitlines()[0] if detail.strip() else type(e).__name__
-        raise DataError(path, f"not a readable PyTorch file ({first_line})") from e
+                f"refused by torch.load(weights_only=True), which never runs code from a file "
+                f"({_refusal_reason(str(e))}); "
+                "a checkpoint must hold tensors and plain containers only: re-save the state dict alone",
+            ) from None
+        first = str(e).strip().split(". ")[0].strip().rstrip(".") or type(e).__name__
+        raise DataError(path, f"not a readable PyTorch file, truncated or corrupt ({first})") from None
+
+
+def _refusal_reason(message: str) -> str:
+    """What torch's weights-only refusal says was refused (``Unsupported global: GLOBAL posix.system``),
+    without its advice to switch the safety off, the one thing a user must not do with such a file."""
+    found = re.search(r"WeightsUnpickler error:\s*(.+?)(?: was not an allowed global|\. |\n|$)", message)
+    if found is None:
+        found = re.search(r"^\s*(Trying to load .+?|.*[Uu]nsupported .+?)(?:\. |\n|$)", message, re.MULTILINE)
+    return found.group(1).strip().rstrip(".") if found else "it holds Python objects besides tensors"
+
+
+def save_torch_atomic(obj: Any, path: str | Path) -> None:
+    """``torch.save`` through memory, then an atomic write: the zip archive inside a ``.pt`` file is named
+    after the file it is first written to, so saving straight to a temporary file put that random name into
+    the bytes, and two saves of the same tensors got different sha256 values."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def save_checkpoint(
@@ -73,7 +97,6 @@ def save_checkpoint(
         "source": str(source),
         "epoch": int(epoch),
         "encoder": encoder,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__,
         "extra": extra or {},
     }
@@ -83,9 +106,7 @@ def save_checkpoint(
         "meta": meta,
         "state_dict": {name: t.detach().cpu() for name, t in state_dict.items()},
     }
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_torch_atomic(payload, path)
     return file_sha256(path)
 
 

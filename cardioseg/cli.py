@@ -6,9 +6,11 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
-from .errors import CardiosegError
+from .errors import CardiosegError, cardioseg_cause
+from .settings import multiple_of, output_file, real_number
 
 
 def show_progress(args: argparse.Namespace) -> bool:
@@ -45,6 +47,7 @@ def cmd_data_contact_sheet(args: argparse.Namespace) -> None:
     from .data.formats import read_records
     from .visualize import contact_sheet
 
+    output_file("--out", args.out, args.overwrite)
     records = list(islice(read_records(args.path, args.format), args.max))
     path = contact_sheet(records, args.out, columns=args.columns, title=str(args.path))
     print(f"wrote {path} ({len(records)} volumes)")
@@ -53,8 +56,12 @@ def cmd_data_contact_sheet(args: argparse.Namespace) -> None:
 def cmd_data_cache(args: argparse.Namespace) -> None:
     from .data.cache import save_cache
     from .data.formats import detect_format
+    from .nets import SIZE_DIVISOR
     from .training.data import choose_split, load_slices
 
+    output_file("--out", args.out, args.overwrite)
+    multiple_of("--size", args.size, SIZE_DIVISOR)
+    real_number("--val-fraction", args.val_fraction, 0.0, 1.0, open_low=True, open_high=True)
     fmt = args.format or detect_format(args.path)
     slices = load_slices(args.path, fmt, args.size, args.mode, progress=show_progress(args))
     split = choose_split(slices, args.path, fmt, args.seed, args.val_fraction)
@@ -66,20 +73,15 @@ def cmd_data_cache(args: argparse.Namespace) -> None:
     )
 
 
-def cmd_finetune(args: argparse.Namespace, overrides: list[str]) -> None:
-    """Run the bundle's training: every ``--key value`` after the known options is a config override."""
+def run_config(run_id: str, config_file: Path, **overrides: object) -> None:
+    """``python -m monai.bundle run RUN_ID --config_file ...`` in this process; an error meant for the user
+    (which MONAI wraps in its own) is raised as itself, so ``main`` prints it as one line."""
     from monai.bundle import run
 
-    from .bundle import TRAIN_CONFIG, cardioseg_cause, parse_overrides
-
+    # MONAI warns that a config runs code; these are the package's own.
+    warnings.filterwarnings("ignore", message="parsing config_file", category=UserWarning)
     try:
-        run(
-            "training",
-            config_file=str(TRAIN_CONFIG),
-            dataset_dir=str(args.dataset_dir),
-            output_dir=str(args.out),
-            **parse_overrides(overrides),
-        )
+        run(run_id, config_file=str(config_file), **overrides)
     except RuntimeError as exc:
         cause = cardioseg_cause(exc)
         if cause is None:
@@ -87,22 +89,51 @@ def cmd_finetune(args: argparse.Namespace, overrides: list[str]) -> None:
         raise cause from None
 
 
+def cmd_finetune(args: argparse.Namespace, overrides: list[str]) -> None:
+    """Run the bundle's training: every ``--key value`` after the known options is a config override."""
+    from .bundle import TRAIN_CONFIG, parse_overrides
+
+    run_config(
+        "training",
+        TRAIN_CONFIG,
+        dataset_dir=str(args.dataset_dir),
+        output_dir=str(args.out),
+        **parse_overrides(overrides),
+    )
+
+
+def cmd_pretrain(args: argparse.Namespace, overrides: list[str]) -> None:
+    """Run a pretraining recipe: the options set its main settings, every further ``--key value`` is a
+    recipe override (``--batch_size 64 --optimizer adamw``)."""
+    from .bundle import parse_overrides
+    from .ssl.recipes import recipe_path
+
+    given = {"method": args.method, "encoder": args.encoder, "init": args.init, "epochs": args.epochs}
+    settings = {key: value for key, value in given.items() if value is not None}
+    settings |= {"data": [str(path) for path in args.data], "output_dir": str(args.out)}
+    if not show_progress(args):
+        settings["progress"] = False
+    run_config("pretraining", recipe_path(args.recipe), **{**settings, **parse_overrides(overrides)})
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     from .bundle import package_run
 
-    metadata = package_run(args.run_dir)
-    for name, info in metadata["model_files"].items():
-        print(f"{args.run_dir / name}  sha256 {info['sha256'][:16]}...")
-    onnx = metadata["model_files"]["models/model.onnx"]
+    result = package_run(args.run_dir, args.out, overwrite=args.overwrite)
+    bundle = result["bundle_dir"]
+    for name, info in result["model_files"].items():
+        print(f"{bundle / name}  sha256 {info['sha256'][:16]}...")
+    onnx = result["model_files"]["models/model.onnx"]
     worst = max(onnx["max_abs_diff_vs_pytorch"].values())
     print(f"ONNX (opset {onnx['opset']}, dynamic batch) matches PyTorch within {worst:.1e} (max abs logit difference)")
-    print(f"bundle ready: {args.run_dir} (configs/metadata.json records the hashes)")
+    print(f"bundle ready: {bundle} (large_files.yml records each model file's sha256)")
 
 
 def cmd_curves(args: argparse.Namespace) -> None:
     from .training.convergence import read_metrics
     from .visualize import convergence_plot
 
+    output_file("--out", args.out, args.overwrite)
     runs = {}
     for run in args.runs:
         path = run / "metrics.jsonl"
@@ -142,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     sheet.add_argument("--max", type=int, default=16, help="volumes shown")
     sheet.add_argument("--columns", type=int, default=4)
     sheet.add_argument("--format", choices=FORMATS, help="skip detection")
+    sheet.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     sheet.set_defaults(func=cmd_data_contact_sheet)
 
     cache = data.add_parser("cache", help="prepared slices and split in one compressed file (for a GPU machine)")
@@ -153,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--dtype", choices=("uint8", "float16"), default="uint8")
     cache.add_argument("--seed", type=int, default=0, help="seed of the patient split where none is published")
     cache.add_argument("--val-fraction", type=float, default=0.2)
+    cache.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     cache.set_defaults(func=cmd_data_cache)
 
     finetune = commands.add_parser(
@@ -165,15 +198,37 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--out", type=Path, required=True, help="the run's output_dir")
     finetune.set_defaults(func=cmd_finetune, takes_overrides=True)
 
+    pretrain = commands.add_parser(
+        "pretrain",
+        help="pretrain the U-Net's encoder (or whole U-Net); extra --key value pairs override the recipe",
+        description="Runs a recipe of pretraining/configs (generalist, specialist, hierarchical). Any further "
+        "'--key value' is a recipe override, e.g. --image_size 128 --batch_size 64 --optimizer adamw.",
+    )
+    pretrain.add_argument("--method", help="byol, simclr, moco, vicreg, mim (whole U-Net) or supervised")
+    pretrain.add_argument("--encoder", help="resnet18, resnet34 or resnet50 (the recipe's by default)")
+    pretrain.add_argument(
+        "--data", type=Path, action="append", required=True, help="a data folder or slice cache; repeat to mix"
+    )
+    pretrain.add_argument(
+        "--init", help="none, imagenet, torchvision:ARCH[:TAG] or a weights file, e.g. an earlier run's final.pt"
+    )
+    pretrain.add_argument("--epochs", help="epochs to train (the recipe's by default)")
+    pretrain.add_argument("--recipe", default="specialist", help="generalist, specialist, hierarchical or a .json")
+    pretrain.add_argument("--out", type=Path, required=True, help="the run's output_dir")
+    pretrain.set_defaults(func=cmd_pretrain, takes_overrides=True)
+
     export = commands.add_parser(
         "export", help="package a trained run as a bundle: ONNX + TorchScript export, sha256 in metadata"
     )
     export.add_argument("run_dir", type=Path, help="a training run's output_dir (holds models/model.pt)")
+    export.add_argument("--out", type=Path, help="the bundle folder to write (default: RUN/cardiac_sax_seg)")
+    export.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     export.set_defaults(func=cmd_export)
 
     curves = commands.add_parser("curves", help="PNG of validation Dice against seconds and images seen, per run")
     curves.add_argument("runs", type=Path, nargs="+", help="training runs' output_dir folders")
     curves.add_argument("--out", type=Path, required=True)
+    curves.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     curves.set_defaults(func=cmd_curves)
     return parser
 

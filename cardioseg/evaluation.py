@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 
 from .atomic import write_text_atomic
-from .bundle import as_flag
 from .checkpoint import file_sha256
 from .data.acdc import find_patient_dirs
 from .data.cache import load_cache
@@ -39,6 +38,7 @@ from .data.ssl4mis import list_volumes, read_split
 from .errors import CardiosegError, DataError
 from .inference import DEFAULT_PERCENTILES, OUTPUT_SUFFIX, Segmenter
 from .metrics import format_summary, summarize, volume_metrics
+from .settings import as_flag
 from .training.data import DATASET_FORMATS
 
 logger = logging.getLogger("cardioseg.evaluation")
@@ -58,6 +58,7 @@ class RunInfo:
     image_order: int | None = None
     percentiles: tuple[float, float] | None = None
     split: Split | None = None
+    encoder: str | None = None
 
 
 def read_run_info(data_json: str | Path | None) -> RunInfo:
@@ -73,6 +74,7 @@ def read_run_info(data_json: str | Path | None) -> RunInfo:
         prep = data.get("preparation") or {}
         split = data.get("split")
         normalization = prep.get("normalization")
+        settings = data.get("settings") or {}
         return RunInfo(
             path=path,
             dataset_format=prep.get("dataset_format"),
@@ -81,6 +83,7 @@ def read_run_info(data_json: str | Path | None) -> RunInfo:
             image_order=prep.get("image_order"),
             percentiles=None if not normalization else tuple(normalization["percentiles"]),
             split=None if not split else Split(train=tuple(split["train"]), val=tuple(split["val"])),
+            encoder=settings.get("encoder"),
         )
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, KeyError, TypeError, ValueError) as exc:
         raise DataError(path, f"not a training run's data.json ({type(exc).__name__}: {exc})") from None

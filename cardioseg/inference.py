@@ -6,14 +6,16 @@ Each 3D volume ``(slices, rows, cols)`` is percentile-normalised as training nor
 (:func:`cardioseg.metrics.predict_volume_ssl4mis`). Outputs are uint8 ACDC labels (0 BG, 1 RV, 2 MYO,
 3 LV) with the input's affine, written atomically as ``OUT/<name>_seg.nii.gz``.
 
-Used by the bundle's ``configs/inference.json`` and ``configs/evaluate.json`` and usable on its own::
+Used by the bundle's ``configs/evaluate.json`` and usable on its own. The bundle's ``configs/inference.json``
+does the same with MONAI alone (for sites without this package) and is tested to give identical labels::
 
     segmenter = build_segmenter("runs/train/models/model.pt")        # encoder read from the weights
     labels = segmenter.segment(volume)                                 # (S, H, W) float -> uint8
     segment_files(segmenter, find_inputs("nifti_dir"), "out")          # files in, files out
 
 Checkpoints load with ``torch.load(..., weights_only=True)``: a plain state dict (``models/model.pt``),
-a resume checkpoint (``models/last.pt``, its ``model`` entry) or a dict with a ``state_dict`` entry.
+a resume checkpoint (``models/last.pt``, its ``model`` entry) or a dict with a ``state_dict`` entry. The
+network is built for the encoder the weights hold; a missing checkpoint is an error, never a default network.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from .bundle import as_flag, is_none
 from .checkpoint import is_checkpoint, load_torch_file, unpack_checkpoint
 from .data.nifti_io import load_nifti, save_nifti
 from .data.slicing import normalize_intensity
@@ -35,10 +36,10 @@ from .data.validate import check_image
 from .errors import CardiosegError, DataError
 from .metrics import predict_volume_ssl4mis
 from .nets.unet import ENCODERS, SIZE_DIVISOR, build_encoder
+from .settings import as_flag, is_none
 
 logger = logging.getLogger("cardioseg.inference")
 
-DEFAULT_ENCODER = "resnet50"  # train.json's default: what a config without a checkpoint builds
 DEFAULT_IMAGE_SIZE = 256  # the SSL4MIS protocol's slice size
 DEFAULT_PERCENTILES = (0.0, 99.0)
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -93,20 +94,27 @@ def encoder_of_state_dict(state: dict[str, torch.Tensor], source: str | Path = "
     raise DataError(source, f"encoder weights match none of {', '.join(ENCODERS)}")
 
 
-def resolve_encoder(encoder: str | None, ckpt_path: str | Path | None) -> str:
-    """``encoder`` if given; else the checkpoint's; else (no checkpoint yet) the bundle default."""
+def resolve_encoder(encoder: str | None, ckpt_path: str | Path | None, recorded: str | None = None) -> str:
+    """The encoder to build: ``encoder`` if given, else the one whose weights ``ckpt_path`` holds.
+
+    Without ``encoder``, the checkpoint must exist: a missing one is a DataError naming it, never a default
+    network (which would then load only some of the weights). ``recorded`` is the encoder the run recorded
+    (``data.json``); a checkpoint of another depth is a DataError naming it.
+    """
     if not is_none(encoder):
         if encoder not in ENCODERS:
             raise CardiosegError(f"unknown encoder {encoder!r}; choose one of {', '.join(ENCODERS)}")
         return str(encoder)
-    if ckpt_path is not None and Path(ckpt_path).is_file():
-        state, meta = read_checkpoint(ckpt_path)
-        name = meta.get("encoder")
-        if name not in ENCODERS:
-            name = encoder_of_state_dict(state, ckpt_path)
-        logger.info("encoder %s (read from %s)", name, ckpt_path)
-        return name
-    return DEFAULT_ENCODER
+    if is_none(ckpt_path):
+        raise CardiosegError("no checkpoint to read the encoder from: pass --ckpt_path FILE or --encoder NAME")
+    state, meta = read_checkpoint(ckpt_path)  # DataError naming the file when it is missing or unreadable
+    name = meta.get("encoder")
+    if name not in ENCODERS:
+        name = encoder_of_state_dict(state, ckpt_path)
+    if not is_none(recorded) and recorded != name:
+        raise DataError(ckpt_path, f"holds {name} weights but the run recorded encoder {recorded}")
+    logger.info("encoder %s (read from %s)", name, ckpt_path)
+    return name
 
 
 def run_data_json(ckpt_path: str | Path) -> Path:

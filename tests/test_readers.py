@@ -66,3 +66,40 @@ def test_raw_acdc_layout_ed_es_and_cine(phantom_dir):
     assert len(cine) == records[0].meta["NbFrame"]
     ed = next(r for r in cine if r.phase == "ED")
     np.testing.assert_allclose(ed.image, records[0].image, atol=1e-5)
+
+
+def test_summary_reads_a_slice_cache(tmp_path):
+    from cardioseg.data.cache import save_cache
+    from cardioseg.data.records import Record
+    from cardioseg.data.slicing import to_slices
+    from cardioseg.data.summary import summarize
+
+    rng = np.random.default_rng(0)
+    records = [
+        Record(
+            image=rng.random((3, 16, 16), dtype=np.float32),
+            label=rng.integers(0, 4, (3, 16, 16)).astype(np.uint8),
+            patient=f"patient00{n}",
+            source="test",
+            frame=1,
+            phase="ED",
+        )
+        for n in (1, 2)
+    ]
+    path = save_cache(to_slices(records, mode="native"), tmp_path / "slices.xz")
+    assert detect_format(path) == "cache"
+    summary = summarize(path, progress=False)
+    assert summary["format"] == "cache" and summary["phases"] == {"ED": 2}
+    assert (summary["patients"], summary["volumes"], summary["slices"], summary["labelled_volumes"]) == (2, 2, 6, 2)
+
+
+def test_imagefolder_skips_hidden_entries(tmp_path):
+    from PIL import Image
+
+    for name in ("cats", "dogs"):
+        (tmp_path / name).mkdir()
+        Image.new("RGB", (4, 4)).save(tmp_path / name / "0001.png")
+    (tmp_path / "cats" / ".DS_Store").write_bytes(b"\0")
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    classes, items = list_images(tmp_path)
+    assert classes == ["cats", "dogs"] and [p.name for p, _ in items] == ["0001.png", "0001.png"]

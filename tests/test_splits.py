@@ -57,6 +57,9 @@ def test_split_of_slices_never_shares_a_patient():
 
 
 def test_read_ssl4mis_split_files(tmp_path):
+    (tmp_path / "volumes").mkdir()
+    for patient in ("patient002", "patient003", "patient004"):  # split files may name only patients with volumes
+        (tmp_path / "volumes" / f"{patient}_frame01.h5").touch()
     (tmp_path / "train.txt").write_text("patient003\npatient004\n\n")
     (tmp_path / "val.txt").write_text("patient002\n")
     split = read_ssl4mis_split(tmp_path)

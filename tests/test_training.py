@@ -83,7 +83,7 @@ def test_resume_without_checkpoint_is_refused(phantom_dir, tmp_path, capsys):
         ]
     )
     err = capsys.readouterr().err
-    assert code == 2 and "no checkpoint to resume from" in err and "last.pt" in err
+    assert code == 2 and "holds no run to resume" in err and "data.json" in err
     assert "Traceback" not in err
 
 
@@ -106,11 +106,11 @@ def test_label_budget_and_fixed_epoch_length(phantom_dir, tmp_path):
 
 
 def test_multigpu_config_under_torchrun(phantom_dir, tmp_path):
-    """train_multigpu.json with two processes (gloo on the CPU): one global batch per step, one log."""
+    """multi_gpu_train.json with two processes (gloo on the CPU): one global batch per step, one log."""
     import subprocess
     import sys
 
-    configs = [str(TRAIN_CONFIG), str(TRAIN_CONFIG.with_name("train_multigpu.json"))]
+    configs = [str(TRAIN_CONFIG), str(TRAIN_CONFIG.with_name("multi_gpu_train.json"))]
     out = tmp_path / "ddp"
     command = [
         sys.executable,
@@ -204,4 +204,4 @@ def test_unknown_dataset_format_is_one_line(phantom_dir, tmp_path, capsys):
 
     code = main(["--quiet", "finetune", str(phantom_dir), "--out", str(tmp_path / "x"), "--dataset_format", "nifti"])
     err = capsys.readouterr().err
-    assert code == 2 and "dataset_format must be one of" in err and "Traceback" not in err
+    assert code == 2 and "'dataset_format' is 'nifti': choose one of" in err and "Traceback" not in err

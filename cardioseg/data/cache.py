@@ -11,6 +11,7 @@ import io
 import json
 import lzma
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,11 +21,20 @@ from tqdm import tqdm
 from .. import __version__
 from ..atomic import atomic_path
 from ..errors import DataError
+from .records import Record
 from .slicing import SliceSet
+from .validate import check_image, check_label, require_file
 
 FORMAT = "cardioseg-slice-cache"
 FORMAT_VERSION = 1
 INDEX_ARRAYS = ("patient", "frame", "phase", "slice_index", "volume")
+XZ_MAGIC = b"\xfd7zXZ\x00"
+
+
+def is_cache_file(path: str | Path) -> bool:
+    """True for an xz-compressed file, the container a slice cache is written in."""
+    with open(path, "rb") as handle:
+        return handle.read(len(XZ_MAGIC)) == XZ_MAGIC
 
 
 def _filters(images: np.ndarray) -> tuple[dict[str, int], ...]:
@@ -98,10 +108,11 @@ def save_cache(
 
 
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:
-    if not path.is_file():
-        raise DataError(path, "slice cache not found")
+    path = require_file(path, "slice cache")
     try:
         raw = lzma.decompress(path.read_bytes())
+        if not zipfile.is_zipfile(io.BytesIO(raw)):  # np.load would try a lone array, or a pickle
+            raise DataError(path, "not a slice cache: the xz file does not hold an .npz archive")
         with np.load(io.BytesIO(raw), allow_pickle=False) as archive:
             return {name: archive[name] for name in archive.files}
     except (lzma.LZMAError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
@@ -124,16 +135,38 @@ def _read_meta(path: Path, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
 
 
 def load_cache(path: str | Path) -> SliceSet:
-    """Read a cache written by :func:`save_cache` back into a SliceSet (images float32)."""
+    """Read a cache written by :func:`save_cache` back into a SliceSet (images float32).
+
+    Images and labels pass the same checks as every reader's (finite images, labels 0..3), so a file
+    that is a valid archive with the wrong content fails here rather than during training.
+    """
     path = Path(path)
     arrays = _read_arrays(path)
     meta = _read_meta(path, arrays)
     try:
+        images = check_image(_dequantise(arrays["images"], meta["quantisation"]), path)
+        labels = arrays.get("labels")
         return SliceSet(
-            images=_dequantise(arrays["images"], meta["quantisation"]),
-            labels=arrays.get("labels"),
+            images=images,
+            labels=None if labels is None else check_label(labels, images.shape, path),
             meta=meta["slices"],
             **{name: arrays[name] for name in INDEX_ARRAYS},
         )
-    except (KeyError, ValueError) as err:
-        raise DataError(path, f"slice cache inconsistent ({err})") from err
+    except (KeyError, TypeError, ValueError) as err:
+        raise DataError(path, f"slice cache inconsistent ({type(err).__name__}: {err})") from err
+
+
+def cache_to_records(path: str | Path) -> Iterator[Record]:
+    """One Record per prepared volume of a cache, so ``cardioseg data summary`` and contact sheets can
+    show what a cache holds (spacing and affine are not kept in it)."""
+    slices = load_cache(path)
+    for volume in np.unique(slices.volume):
+        part = slices.subset(slices.volume == volume)
+        yield Record(
+            image=part.images,
+            label=part.labels,
+            patient=str(part.patient[0]),
+            source=str(path),
+            frame=int(part.frame[0]) if part.frame[0] >= 1 else None,
+            phase=str(part.phase[0]),
+        )

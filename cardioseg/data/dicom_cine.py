@@ -8,26 +8,29 @@ slice normal and ordered by TriggerTime within each position, giving ``(frames, 
 from __future__ import annotations
 
 import uuid
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom.config import disable_value_validation
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
 from pydicom.valuerep import DSfloat
 from tqdm.auto import tqdm
 
 from ..errors import DataError
 from .records import Record
-from .validate import check_image
+from .validate import check_image, check_spacing, silenced
 
 REQUIRED_TAGS = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "TriggerTime")
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])  # its own inverse
 _POSITION_TOL_MM = 0.01  # instances closer than this along the normal share a slice position
 _ORIENTATION_TOL = 1e-4
+_UNIT_TOL = 1e-2  # direction cosines are stored as decimal strings, often with few digits
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,7 +40,7 @@ class CineSeries:
     ``pixels`` is float32 ``(frames, slices, rows, cols)`` after RescaleSlope/Intercept; slices run along the
     slice normal (increasing ``SliceLocation``-like position). ``affine`` maps ``(col, row, slice, 1)`` to RAS
     mm. ``trigger_times`` is ``(frames, slices)`` in ms. ``files[frame][slice]`` is the instance's path;
-    ``reference`` is the first instance's header (no pixel data), for patient/study tags.
+    ``reference`` is the header (no pixel data) of ``files[0][0]``, for patient/study tags.
     """
 
     series_uid: str
@@ -81,29 +84,77 @@ def _floats(ds: Dataset, tag: str, n: int, path: Path) -> np.ndarray:
     return values
 
 
+def _optional_float(ds: Dataset, tag: str, default: float, path: Path) -> float:
+    """A one-number tag where present and non-empty, else ``default``; a malformed value is an error."""
+    if ds.get(tag) in (None, ""):
+        return default
+    return float(_floats(ds, tag, 1, path)[0])
+
+
 def _pixels(ds: Dataset, path: Path) -> np.ndarray:
+    """The image after RescaleSlope/Intercept, refused if the rescale gives NaN, inf or one flat value."""
     if "PixelData" not in ds:
         raise DataError(path, "has no pixel data")
-    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+    if _optional_float(ds, "NumberOfFrames", 1, path) > 1:
         raise DataError(path, "is a multi-frame (enhanced) instance; only single-frame cine is supported")
     try:
-        array = ds.pixel_array
+        with warnings.catch_warnings(), silenced(pydicom.config.logger):  # e.g. more pixel data than Rows x Columns
+            warnings.simplefilter("error", UserWarning)
+            array = ds.pixel_array
     except Exception as exc:  # pydicom raises many types for short or undecodable pixel data
         raise DataError(path, f"pixel data is unreadable or truncated ({exc})") from exc
     if array.ndim != 2:
         raise DataError(path, f"expected one greyscale image, pixel data has shape {array.shape}")
-    slope, intercept = float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)
-    return array.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+    slope = _optional_float(ds, "RescaleSlope", 1.0, path)
+    if slope == 0:
+        raise DataError(path, "RescaleSlope is 0, which maps every pixel to one value")
+    intercept = _optional_float(ds, "RescaleIntercept", 0.0, path)
+    return check_image(array.astype(np.float64) * slope + intercept, path)
+
+
+def _orientation(ds: Dataset, path: Path) -> np.ndarray:
+    """ImageOrientationPatient, which must be two orthogonal unit vectors (row and column directions):
+    anything else has no slice normal, and slices could not be stacked."""
+    orientation = _floats(ds, "ImageOrientationPatient", 6, path)
+    row, col = orientation[:3], orientation[3:]
+    if not (np.allclose(np.linalg.norm([row, col], axis=1), 1, atol=_UNIT_TOL) and abs(row @ col) < _UNIT_TOL):
+        raise DataError(path, f"ImageOrientationPatient {orientation.tolist()} is not two orthogonal unit vectors")
+    return orientation
+
+
+def _dcmread(path: Path) -> Dataset:
+    """The whole file parsed now, every element included.
+
+    pydicom converts element values lazily, so damage in the middle of a file would surface later as an
+    odd exception from whichever tag is read first. Its parsing warnings ("Expected explicit VR, but found
+    implicit VR") mean the file contradicts its own transfer syntax, and are errors here (pydicom also logs
+    them: that copy is dropped).
+    """
+    try:
+        with warnings.catch_warnings(), silenced(pydicom.config.logger):
+            warnings.simplefilter("error", UserWarning)
+            ds = pydicom.dcmread(path)
+            for _ in ds.iterall():
+                pass
+    except InvalidDicomError as exc:
+        raise DataError(path, f"not a DICOM file ({exc})") from exc
+    except (
+        OSError,
+        EOFError,
+        ValueError,
+        KeyError,
+        TypeError,
+        NotImplementedError,
+        BytesLengthException,
+        UserWarning,
+    ) as exc:
+        raise DataError(path, f"unreadable or truncated DICOM file ({type(exc).__name__}: {exc})") from exc
+    return ds
 
 
 def _read_instance(path: Path) -> _Instance:
     """Read and check one file: a DICOM MR image carrying the tags cine geometry needs."""
-    try:
-        ds = pydicom.dcmread(path)
-    except InvalidDicomError as exc:
-        raise DataError(path, f"not a DICOM file ({exc})") from exc
-    except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
-        raise DataError(path, f"unreadable or truncated DICOM file ({type(exc).__name__}: {exc})") from exc
+    ds = _dcmread(path)
     modality = ds.get("Modality")
     if modality is None and "PixelData" not in ds:
         raise DataError(path, "holds neither Modality nor pixel data: the file is truncated or not an image")
@@ -112,18 +163,21 @@ def _read_instance(path: Path) -> _Instance:
     missing = [tag for tag in REQUIRED_TAGS if ds.get(tag) in (None, "", [])]
     if missing:
         raise DataError(path, f"missing required DICOM tag(s) {', '.join(missing)}")
+    for tag in ("SliceThickness", "SpacingBetweenSlices"):  # optional, but a zero or negative one is corrupt
+        if ds.get(tag) not in (None, ""):
+            check_spacing(_floats(ds, tag, 1, path), path, tag)
     pixels = _pixels(ds, path)
     del ds.PixelData
-    row_mm, col_mm = _floats(ds, "PixelSpacing", 2, path)
+    row_mm, col_mm = check_spacing(_floats(ds, "PixelSpacing", 2, path), path, "PixelSpacing")
     return _Instance(
         path=path,
         header=ds,
         pixels=pixels,
         position=_floats(ds, "ImagePositionPatient", 3, path),
-        orientation=_floats(ds, "ImageOrientationPatient", 6, path),
-        pixel_spacing=(float(row_mm), float(col_mm)),
-        trigger_time=float(_floats(ds, "TriggerTime", 1, path)[0]),
-        instance_number=int(ds.get("InstanceNumber", 0) or 0),
+        orientation=_orientation(ds, path),
+        pixel_spacing=(row_mm, col_mm),
+        trigger_time=_optional_float(ds, "TriggerTime", 0.0, path),
+        instance_number=int(_optional_float(ds, "InstanceNumber", 0, path)),
     )
 
 
@@ -163,7 +217,7 @@ def _check_frames(slices: list[list[_Instance]], normal: np.ndarray) -> None:
             raise DataError(s[0].path, f"{where} has instances with the same TriggerTime")
 
 
-def _affine(slices: list[list[_Instance]], normal: np.ndarray, folder: Path) -> np.ndarray:
+def _affine(slices: list[list[_Instance]], normal: np.ndarray) -> np.ndarray:
     """RAS affine of (col, row, slice): DICOM's LPS geometry with the stack's real slice step."""
     first = slices[0][0]
     row_mm, col_mm = first.pixel_spacing
@@ -171,7 +225,8 @@ def _affine(slices: list[list[_Instance]], normal: np.ndarray, folder: Path) -> 
     if len(slices) > 1:
         gaps = np.diff(positions @ normal)
         if np.ptp(gaps) > max(0.05 * gaps.mean(), 0.01):
-            raise DataError(folder, f"slices are not evenly spaced (gaps {np.round(gaps, 2).tolist()} mm)")
+            odd = int(np.argmax(np.abs(gaps - np.median(gaps)))) + 1  # the slice after the odd gap
+            raise DataError(slices[odd][0].path, f"slices are not evenly spaced (gaps {np.round(gaps, 2).tolist()} mm)")
         step = (positions[-1] - positions[0]) / (len(slices) - 1)
     else:
         step = normal * float(first.header.get("SpacingBetweenSlices") or first.header.get("SliceThickness") or 1.0)
@@ -189,9 +244,9 @@ def _assemble(instances: list[_Instance], folder: Path) -> CineSeries:
     normal = np.cross(orientation[:3], orientation[3:])
     slices = _group_by_position(instances, normal)
     _check_frames(slices, normal)
-    affine = _affine(slices, normal, folder)
+    affine = _affine(slices, normal)
     by_frame = list(zip(*slices, strict=True))  # [frame][slice]
-    ref = instances[0].header
+    ref = by_frame[0][0].header
     row_mm, col_mm = instances[0].pixel_spacing
     return CineSeries(
         series_uid=str(ref.SeriesInstanceUID),
@@ -211,7 +266,9 @@ def read_dicom_cine(folder: str | Path, *, progress: bool = False) -> list[CineS
     """Read every cine series under ``folder`` (searched recursively): one ``CineSeries`` per series UID.
 
     Strict: any file that is not an MR image with cine geometry and trigger times raises ``DataError``
-    naming that file (hidden files and DICOMDIR are skipped).
+    naming that file (hidden files and DICOMDIR are skipped). pydicom's value validation is off while
+    reading: the tags used here are checked and a malformed one is an error naming the file, while a
+    malformed tag that is not used would only print a warning.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -219,15 +276,20 @@ def read_dicom_cine(folder: str | Path, *, progress: bool = False) -> list[CineS
     paths = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".") and p.name != "DICOMDIR")
     if not paths:
         raise DataError(folder, "folder holds no DICOM files")
-    by_series: dict[str, list[_Instance]] = {}
-    for path in tqdm(paths, desc="reading DICOM", unit="file", disable=not progress):
-        inst = _read_instance(path)
-        uid = inst.header.get("SeriesInstanceUID")
-        if not uid:
-            raise DataError(path, "missing required DICOM tag SeriesInstanceUID")
-        by_series.setdefault(str(uid), []).append(inst)
-    series = [_assemble(instances, folder) for instances in by_series.values()]
-    return sorted(series, key=lambda s: (int(s.reference.get("SeriesNumber", 0) or 0), s.series_uid))
+    with disable_value_validation():
+        by_series: dict[str, list[_Instance]] = {}
+        for path in tqdm(paths, desc="reading DICOM", unit="file", disable=not progress):
+            inst = _read_instance(path)
+            uid = inst.header.get("SeriesInstanceUID")
+            if not uid:
+                raise DataError(path, "missing required DICOM tag SeriesInstanceUID")
+            by_series.setdefault(str(uid), []).append(inst)
+        series = [_assemble(instances, folder) for instances in by_series.values()]
+        return sorted(series, key=_series_order)
+
+
+def _series_order(series: CineSeries) -> tuple[float, str]:
+    return _optional_float(series.reference, "SeriesNumber", 0, series.files[0][0]), series.series_uid
 
 
 def cine_to_records(series: CineSeries) -> list[Record]:
@@ -236,7 +298,7 @@ def cine_to_records(series: CineSeries) -> list[Record]:
     meta = {"series_uid": series.series_uid, "study_uid": series.study_uid}
     return [
         Record(
-            image=check_image(series.pixels[f], source),
+            image=series.pixels[f],
             patient=series.patient_id,
             source=source,
             spacing=series.spacing,

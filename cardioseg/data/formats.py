@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import DataError
 from .records import Record
 
-FORMATS = ("acdc", "ssl4mis", "imagefolder", "dicom")
+FORMATS = ("acdc", "ssl4mis", "imagefolder", "dicom", "cache")
 
 
 def detect_format(path: str | Path) -> str:
-    """Name the layout of ``path``: raw ACDC, SSL4MIS h5, ImageFolder, or a folder of DICOM files."""
+    """Name the layout of ``path``: raw ACDC, SSL4MIS h5, ImageFolder, a folder of DICOM files, or a slice
+    cache file (``cardioseg data cache``'s output)."""
+    from .cache import is_cache_file
+
     path = Path(path)
     if not path.exists():
         raise DataError(path, "does not exist")
     if not path.is_dir():
-        raise DataError(path, "is a file; expected a data folder")
+        if _sniff(path, is_cache_file):
+            return "cache"
+        raise DataError(path, "is a file; expected a data folder or a slice cache (from 'cardioseg data cache')")
     if not any(path.iterdir()):
         raise DataError(path, "folder is empty")
     if next(path.glob("**/patient[0-9][0-9][0-9]/Info.cfg"), None) or (path / "Info.cfg").exists():
@@ -40,13 +45,25 @@ def detect_format(path: str | Path) -> str:
 
 def _has_dicom(path: Path) -> bool:
     """A DICOM Part 10 file carries 'DICM' at byte 128, whatever its name."""
-    for file in path.rglob("*"):
-        if file.is_file() and file.suffix.lower() in ("", ".dcm", ".ima"):
-            with open(file, "rb") as handle:
-                handle.seek(128)
-                if handle.read(4) == b"DICM":
-                    return True
-    return False
+    return any(
+        _sniff(file, _is_dicom)
+        for file in path.rglob("*")
+        if file.is_file() and file.suffix.lower() in ("", ".dcm", ".ima")
+    )
+
+
+def _is_dicom(file: Path) -> bool:
+    with open(file, "rb") as handle:
+        handle.seek(128)
+        return handle.read(4) == b"DICM"
+
+
+def _sniff(file: Path, test: Callable[[Path], bool]) -> bool:
+    """``test(file)``, with a file that cannot be opened reported as such rather than as an OSError."""
+    try:
+        return test(file)
+    except OSError as exc:
+        raise DataError(file, f"cannot read ({exc.strerror or exc})") from None
 
 
 def read_records(path: str | Path, fmt: str | None = None, **options) -> Iterator[Record]:
@@ -68,4 +85,8 @@ def read_records(path: str | Path, fmt: str | None = None, **options) -> Iterato
         from .dicom_cine import cine_to_records, read_dicom_cine
 
         return (record for series in read_dicom_cine(path) for record in cine_to_records(series))
+    if fmt == "cache":
+        from .cache import cache_to_records
+
+        return cache_to_records(path)
     raise ValueError(f"unknown format {fmt!r}; choose from {FORMATS}")

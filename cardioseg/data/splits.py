@@ -68,7 +68,7 @@ def read_ssl4mis_split(root: str | Path) -> Split:
     train, val = tuple(read_split(root, "train")), tuple(read_split(root, "val"))
     shared = set(train) & set(val)
     if shared:
-        raise DataError(root, f"patients in both train.txt and val.txt: {sorted(shared)[:5]}")
+        raise DataError(root / "val.txt", f"lists patients in both train.txt and val.txt: {sorted(shared)[:5]}")
     return Split(train=train, val=val)
 
 

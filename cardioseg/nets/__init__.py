@@ -1,7 +1,8 @@
 """The U-Net, its ResNet encoder, and pretrained-weight import."""
 
-from .unet import ENCODERS, SIZE_DIVISOR, ResNetEncoder, build_encoder, build_unet, encoder_of
-from .weights import LoadedWeights, load_encoder_weights
+from .encoder import ENCODERS, SIZE_DIVISOR, ResNetEncoder, build_encoder, encoder_of
+from .unet import build_unet
+from .weights import LoadedWeights, is_weights_name, load_encoder_weights, load_pretrained
 
 __all__ = [
     "ENCODERS",
@@ -11,5 +12,7 @@ __all__ = [
     "build_encoder",
     "build_unet",
     "encoder_of",
+    "is_weights_name",
     "load_encoder_weights",
+    "load_pretrained",
 ]

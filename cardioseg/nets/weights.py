@@ -1,8 +1,10 @@
-"""Pretrained weights into the U-Net's encoder, from every source the study compares.
+"""Pretrained weights into the U-Net, from every source the study compares.
 
 Sources: torchvision or timm ResNet state-dict files, torchvision weights by name, BYOL / solo-learn
-self-supervised checkpoints, and this project's own checkpoints. A file that does not fit the encoder
-exactly is refused with the offending keys listed: a typo in a path must never train from random weights.
+self-supervised checkpoints, and this project's own checkpoints: encoder-only ones, and whole-U-Net ones
+(masked image modelling pretrains the decoder too; their header says ``scope: unet``), which fill the
+decoder as well. A file that does not fit exactly is refused with the offending keys listed: a typo in a
+path must never train from random weights.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from torch import nn
 
 from ..checkpoint import file_sha256, is_checkpoint, load_torch_file, unpack_checkpoint
 from ..errors import CardiosegError, DataError
-from .unet import ResNetEncoder, encoder_of
+from ..settings import is_none
+from .encoder import ResNetEncoder, encoder_of
 
 logger = logging.getLogger(__name__)
 
@@ -38,38 +41,102 @@ IGNORED_KEYS = frozenset({"fc.weight", "fc.bias"})  # the ImageNet classifier of
 _SHOWN_KEYS = 10
 
 
+SCOPES = ("encoder", "unet")  # what a cardioseg pretraining checkpoint holds: the encoder, or encoder + decoder
+
+
 @dataclass(frozen=True)
 class LoadedWeights:
-    """What went into the encoder, for the run's metadata."""
+    """What went into the network, for the run's metadata."""
 
     source: str  # the file, or the torchvision weights' name
     prefix: str  # where in the file the backbone was ("" for a bare state dict)
     sha256: str | None  # of the file (None for weights fetched by name)
     meta: dict[str, Any] = field(default_factory=dict)  # the header of a cardioseg checkpoint
+    scope: str = "encoder"  # "unet": the decoder was loaded too
+
+    def describe(self) -> dict[str, Any]:
+        """For a run's ``data.json``: which file (sha256), where in it, what it filled, its header."""
+        return {
+            "source": self.source,
+            "sha256": self.sha256,
+            "prefix": self.prefix,
+            "scope": self.scope,
+            "header": self.meta,
+        }
+
+
+@dataclass(frozen=True)
+class _Source:
+    """A weight source read once: its tensors under flat dotted keys, and where they came from."""
+
+    tensors: dict[str, torch.Tensor]
+    origin: Path | str  # a Path for files (errors name them as DataError), else the weights' name
+    sha256: str | None
+    meta: dict[str, Any]
+
+    @property
+    def scope(self) -> str:
+        """A cardioseg checkpoint's ``scope`` header; every other source holds an encoder."""
+        return (self.meta.get("extra") or {}).get("scope", "encoder")
+
+
+def is_weights_name(source: Any) -> bool:
+    """Whether ``source`` names downloadable weights (``imagenet``, ``torchvision:ARCH[:TAG]``), not a file."""
+    return isinstance(source, str) and (source == "imagenet" or source.startswith("torchvision:"))
 
 
 def load_encoder_weights(model_or_encoder: nn.Module, source: Any) -> LoadedWeights | None:
     """Copy weights from ``source`` into the encoder (of a ``build_unet`` model, or the encoder itself).
 
     ``source``: None (keep the random initialisation), a file path, ``"imagenet"`` (torchvision's default
-    ImageNet weights for the encoder's depth) or ``"torchvision:resnet50[:IMAGENET1K_V1]"``.
+    ImageNet weights for the encoder's depth) or ``"torchvision:resnet50[:IMAGENET1K_V1]"``. Of a
+    whole-U-Net checkpoint only the encoder is taken.
     """
     encoder = encoder_of(model_or_encoder)
-    if source is None:
+    if is_none(source):
         return None
+    found = _read(source, encoder.name)
+    prefix, state = _backbone_of(found.tensors)
+    encoder.load_state_dict(_fitting_encoder(encoder, state, found.origin, prefix), strict=True)
+    logger.info("%s encoder weights from %s (prefix %r)", encoder.name, found.origin, prefix)
+    return LoadedWeights(source=str(found.origin), prefix=prefix, sha256=found.sha256, meta=found.meta)
+
+
+def load_pretrained(unet: nn.Module, source: Any) -> LoadedWeights | None:
+    """Pretrained weights into a ``build_unet`` model: the encoder from any source ``load_encoder_weights``
+    takes, and the decoder too where ``source`` is a whole-U-Net checkpoint (header ``scope: unet``). Both
+    parts are checked before either is changed; the segmentation head always keeps its initialisation."""
+    if is_none(source):
+        return None
+    encoder = encoder_of(unet)
+    found = _read(source, encoder.name)
+    if found.scope not in SCOPES:
+        raise DataError(found.origin, f"checkpoint scope {found.scope!r}; expected one of {', '.join(SCOPES)}")
+    prefix, state = _backbone_of(found.tensors)
+    encoder_state = _fitting_encoder(encoder, state, found.origin, prefix)
+    decoder_state = None
+    if found.scope == "unet":
+        decoder = getattr(unet, "decoder", None)
+        if decoder is None:
+            raise CardiosegError(
+                f"{found.origin}: holds a whole U-Net; load it into a U-Net, not {type(unet).__name__}"
+            )
+        decoder_state = _fitting(decoder, _under(found.tensors, "decoder"), found.origin, "decoder", "the decoder")
+    encoder.load_state_dict(encoder_state, strict=True)
+    if decoder_state is not None:
+        unet.decoder.load_state_dict(decoder_state, strict=True)
+    logger.info("%s %s weights from %s (prefix %r)", encoder.name, found.scope, found.origin, prefix)
+    return LoadedWeights(
+        source=str(found.origin), prefix=prefix, sha256=found.sha256, meta=found.meta, scope=found.scope
+    )
+
+
+def _read(source: Any, encoder_name: str) -> _Source:
+    """The tensors of a file or of torchvision weights named ``source``, for an encoder ``encoder_name``."""
     path = Path(source)
-    if not path.exists() and isinstance(source, str) and (source == "imagenet" or source.startswith("torchvision:")):
-        state, name = _torchvision_by_name(source, encoder.name)
-        prefix, state = _backbone_of(state)
-        _copy_into(encoder, state, origin=name, prefix=prefix)
-        loaded = LoadedWeights(source=name, prefix=prefix, sha256=None)
-    else:
-        loaded = _load_file(encoder, path)
-    logger.info("%s encoder weights from %s (prefix %r)", encoder.name, loaded.source, loaded.prefix)
-    return loaded
-
-
-def _load_file(encoder: ResNetEncoder, path: Path) -> LoadedWeights:
+    if not path.exists() and is_weights_name(source):
+        state, name = _torchvision_by_name(source, encoder_name)
+        return _Source(tensors=_flat(state), origin=name, sha256=None, meta={})
     if path.suffix == ".safetensors":
         raise DataError(
             path,
@@ -80,13 +147,11 @@ def _load_file(encoder: ResNetEncoder, path: Path) -> LoadedWeights:
     meta: dict[str, Any] = {}
     if is_checkpoint(obj):
         obj, meta = unpack_checkpoint(path, obj)
-        if meta.get("encoder") not in (None, encoder.name):
-            raise DataError(path, f"holds {meta['encoder']} weights; the network's encoder is {encoder.name}")
+        if meta.get("encoder") not in (None, encoder_name):
+            raise DataError(path, f"holds {meta['encoder']} weights; the network's encoder is {encoder_name}")
     if not isinstance(obj, dict):
         raise DataError(path, f"holds a {type(obj).__name__}, not a state dict")
-    prefix, state = _backbone_of(obj)
-    _copy_into(encoder, state, origin=path, prefix=prefix)
-    return LoadedWeights(source=str(path), prefix=prefix, sha256=file_sha256(path), meta=meta)
+    return _Source(tensors=_flat(obj), origin=path, sha256=file_sha256(path), meta=meta)
 
 
 def _torchvision_by_name(source: str, encoder_name: str) -> tuple[dict[str, torch.Tensor], str]:
@@ -124,26 +189,45 @@ def _flatten(obj: dict, prefix: str = "") -> dict[str, torch.Tensor]:
     return flat
 
 
-def _backbone_of(obj: dict) -> tuple[str, dict[str, torch.Tensor]]:
-    """The backbone's tensors with encoder-relative keys, and the prefix they were found under."""
+def _flat(obj: dict) -> dict[str, torch.Tensor]:
+    """Every tensor under a dotted key, without DataParallel/DDP's ``module.`` and Lightning's
+    ``state_dict.`` wrappers."""
     flat = {}
     for key, value in _flatten(obj).items():
-        parts = [p for p in key.split(".") if p != "module"]  # DataParallel/DDP wrappers
+        parts = [p for p in key.split(".") if p != "module"]
         if parts[0] == "state_dict":  # Lightning and solo-learn checkpoints
             parts = parts[1:]
         flat[".".join(parts)] = value
+    return flat
+
+
+def _under(flat: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) + 1 :]: v for k, v in flat.items() if k.startswith(prefix + ".")}
+
+
+def _backbone_of(flat: dict[str, torch.Tensor]) -> tuple[str, dict[str, torch.Tensor]]:
+    """The backbone's tensors with encoder-relative keys, and the prefix they were found under."""
     for prefix in BACKBONE_PREFIXES:
-        found = {k[len(prefix) + 1 :]: v for k, v in flat.items() if k.startswith(prefix + ".")}
+        found = _under(flat, prefix)
         if found:
             return prefix, found
     return "", flat
 
 
-def _copy_into(encoder: ResNetEncoder, state: dict[str, torch.Tensor], origin: Any, prefix: str) -> None:
-    """Load ``state`` into ``encoder`` if it fits exactly, else refuse, listing what does not fit."""
+def _fitting_encoder(
+    encoder: ResNetEncoder, state: dict[str, torch.Tensor], origin: Path | str, prefix: str
+) -> dict[str, torch.Tensor]:
+    """An encoder's state from a file's backbone: the ImageNet classifier dropped, an RGB stem made grey."""
     state = {k: v for k, v in state.items() if k not in IGNORED_KEYS}
     _grey_first_conv(state, encoder)
-    expected = encoder.state_dict()
+    return _fitting(encoder, state, origin, prefix, f"the {encoder.name} encoder")
+
+
+def _fitting(
+    module: nn.Module, state: dict[str, torch.Tensor], origin: Path | str, prefix: str, what: str
+) -> dict[str, torch.Tensor]:
+    """``module``'s full state dict from ``state`` if it fits exactly, else refuse, listing what does not fit."""
+    expected = module.state_dict()
     missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in expected]
     mismatched = [
@@ -153,9 +237,9 @@ def _copy_into(encoder: ResNetEncoder, state: dict[str, torch.Tensor], origin: A
     ]
     if missing or unexpected or mismatched:
         where = f" (keys under {prefix!r})" if prefix else ""
-        problem = f"does not fit the {encoder.name} encoder{where}: " + "; ".join(
-            _listing(what, keys)
-            for what, keys in (
+        problem = f"does not fit {what}{where}: " + "; ".join(
+            _listing(kind, keys)
+            for kind, keys in (
                 ("missing", missing),
                 ("unexpected", unexpected),
                 ("shape mismatches", mismatched),
@@ -166,7 +250,7 @@ def _copy_into(encoder: ResNetEncoder, state: dict[str, torch.Tensor], origin: A
             raise DataError(origin, problem)
         raise CardiosegError(f"{origin}: {problem}")
     # num_batches_tracked only counts training steps; files from timm often leave it out.
-    encoder.load_state_dict({**expected, **state}, strict=True)
+    return {**expected, **state}
 
 
 def _grey_first_conv(state: dict[str, torch.Tensor], encoder: ResNetEncoder) -> None:

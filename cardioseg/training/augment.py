@@ -1,8 +1,7 @@
-"""Batched augmentation on the training device.
+"""Fine-tuning's augmentation: image and label warped alike, then the image's intensity jittered.
 
-MONAI's random transforms work one sample at a time on the CPU (or per sample on the GPU); on a GPU that
-leaves the network waiting. Here one ``affine_grid``/``grid_sample`` call warps a whole batch. Random
-parameters are drawn on the CPU from a seeded generator, so CPU and CUDA runs see the same augmentations.
+Built from the batched blocks in ``cardioseg.engine.augment`` (one ``grid_sample`` per batch on the
+training device, parameters drawn on the CPU from a seeded generator), which pretraining's views use too.
 """
 
 from __future__ import annotations
@@ -11,7 +10,8 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
+
+from ..engine.augment import adjust_intensity, affine_theta, flip_signs, uniform, warp
 
 
 @dataclass(frozen=True)
@@ -26,22 +26,13 @@ class AugmentConfig:
     contrast_range: tuple[float, float] = (0.8, 1.2)
 
 
-def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:
-    return low + (high - low) * torch.rand(n, generator=generator)
-
-
 def random_affine_theta(n: int, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
     """``(n, 2, 3)`` matrices for ``affine_grid``: rotation, isotropic scale and flips, about the centre."""
-    angle = _uniform(n, -1.0, 1.0, generator) * math.radians(config.max_rotation_deg)
+    angle = uniform(n, -1.0, 1.0, generator) * math.radians(config.max_rotation_deg)
     # Sampling through 1/scale zooms the content by ``scale``.
-    inv_scale = 1.0 / _uniform(n, *config.scale_range, generator)
-    flip_x = torch.where(torch.rand(n, generator=generator) < config.p_flip, -1.0, 1.0)
-    flip_y = torch.where(torch.rand(n, generator=generator) < config.p_flip, -1.0, 1.0)
-    cos, sin = torch.cos(angle) * inv_scale, torch.sin(angle) * inv_scale
-    theta = torch.zeros(n, 2, 3)
-    theta[:, 0, 0], theta[:, 0, 1] = cos * flip_x, -sin * flip_y
-    theta[:, 1, 0], theta[:, 1, 1] = sin * flip_x, cos * flip_y
-    return theta
+    extent = 1.0 / uniform(n, *config.scale_range, generator)
+    flip_x, flip_y = flip_signs(n, config.p_flip, generator), flip_signs(n, config.p_flip, generator)
+    return affine_theta(angle, extent, extent, flip_x, flip_y)
 
 
 def augment_batch(
@@ -52,16 +43,9 @@ def augment_batch(
     ``images`` float ``(B, 1, H, W)`` in [0, 1]; ``labels`` float ``(B, 1, H, W)`` class indices.
     """
     n = images.shape[0]
-    theta = random_affine_theta(n, config, generator).to(images.device, images.dtype)
-    gamma = _uniform(n, *config.gamma_range, generator)
-    shift = _uniform(n, -config.brightness, config.brightness, generator)
-    contrast = _uniform(n, *config.contrast_range, generator)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    labels = F.grid_sample(labels, grid, mode="nearest", padding_mode="zeros", align_corners=False)
-    per_sample = (n, 1, 1, 1)
-    gamma, shift, contrast = (t.to(images.device, images.dtype).view(per_sample) for t in (gamma, shift, contrast))
-    images = images.clamp(0.0, 1.0).pow(gamma)
-    mean = images.mean(dim=(1, 2, 3), keepdim=True)
-    images = ((images - mean) * contrast + mean + shift).clamp(0.0, 1.0)
-    return images, labels
+    theta = random_affine_theta(n, config, generator)
+    gamma = uniform(n, *config.gamma_range, generator)
+    shift = uniform(n, -config.brightness, config.brightness, generator)
+    contrast = uniform(n, *config.contrast_range, generator)
+    images, labels = warp(images, theta, "bilinear"), warp(labels, theta, "nearest")
+    return adjust_intensity(images, gamma, contrast, shift).clamp(0.0, 1.0), labels

@@ -18,7 +18,8 @@ from ..data.splits import (
     read_ssl4mis_split,
     split_patients,
 )
-from ..errors import CardiosegError
+from ..errors import CardiosegError, DataError
+from ..settings import SettingError
 
 DATASET_FORMATS = ("ssl4mis", "acdc", "phantom", "cache")
 
@@ -85,15 +86,25 @@ def prepare_finetune_data(
 ) -> FinetuneData:
     """Slices, split and label budget; a budget of None labels every training slice."""
     if num_labelled_patients is not None and num_labelled_slices is not None:
-        raise ValueError("give num_labelled_patients or num_labelled_slices, not both")
+        raise SettingError("num_labelled_slices", num_labelled_slices, "give it or num_labelled_patients, not both")
     slices = load_slices(dataset_dir, dataset_format, image_size, slice_mode)
     split = choose_split(slices, dataset_dir, dataset_format, seed, val_fraction)
     train, val = slices.select_patients(split.train), slices.select_patients(split.val)
+    for name, part in (("train", train), ("validation", val)):
+        if len(part) == 0:
+            raise DataError(dataset_dir, f"the {name} split has no patients with slices (val_fraction {val_fraction})")
     if num_labelled_patients is not None:
+        _check_budget("num_labelled_patients", num_labelled_patients, len(train.patients()), "training patients")
         budget = budget_patients(train.patients(), num_labelled_patients, seed)
     elif num_labelled_slices is not None:
+        _check_budget("num_labelled_slices", num_labelled_slices, len(train), "training slices")
         budget = budget_slices(train, num_labelled_slices, seed)
     else:
         budget = None
     labelled = np.arange(len(train)) if budget is None else np.flatnonzero(budget.mask(train))
     return FinetuneData(train=train, val=val, labelled=labelled, split=split, budget=budget)
+
+
+def _check_budget(name: str, n: int, available: int, what: str) -> None:
+    if not 1 <= n <= available:
+        raise SettingError(name, n, f"must be between 1 and the {available} {what} of this split")

@@ -13,6 +13,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from ..data.slicing import SliceSet
+from ..engine.batches import epoch_generator, epoch_order
 from .augment import AugmentConfig, augment_batch
 
 
@@ -68,18 +69,11 @@ class TrainSliceLoader:
         """Follow the trainer's epoch counter (also after a resume)."""
         engine.add_event_handler(Events.EPOCH_STARTED, lambda e: setattr(self, "epoch", e.state.epoch))
 
-    def epoch_order(self, generator: torch.Generator) -> torch.Tensor:
-        """This rank's slice indices for the epoch, in batch order."""
-        needed = len(self) * self.batch_size * self.world_size
-        repeats = -(-needed // len(self.labelled))
-        order = torch.cat([torch.randperm(len(self.labelled), generator=generator) for _ in range(repeats)])
-        global_batches = self.labelled[order[:needed]].view(len(self), self.world_size, self.batch_size)
-        return global_batches[:, self.rank].flatten()
-
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         # A generator: the epoch is read at the first batch, after ignite's EPOCH_STARTED has set it.
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        for batch in self.epoch_order(generator).split(self.batch_size):
+        generator = epoch_generator(self.seed, self.epoch)
+        order = epoch_order(self.labelled, len(self), self.batch_size, generator, self.rank, self.world_size)
+        for batch in order.split(self.batch_size):
             index = batch.to(self.device)
             images = self.images[index].unsqueeze(1).float()
             labels = self.labels[index].unsqueeze(1).float()

@@ -4,46 +4,63 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import torch
 from ignite.engine import Engine, Events
 
 from ..atomic import write_text_atomic
+from ..engine.progress import attach_progress_bar, progress_wanted
+from ..engine.resume import read_resume_checkpoint
+from ..errors import show_cause_last
+from ..run_folder import RunFolder
 from .data import FinetuneData
+from .settings import RESUMABLE_CHANGES, check_finetune_settings, check_run_options
 
 logger = logging.getLogger("cardioseg.training")
 
+__all__ = [
+    "attach_progress_bar",
+    "check_run",
+    "progress_wanted",
+    "start_run",
+    "without_loss_scaling",
+]  # train.json calls them
 
-def progress_wanted() -> bool:
-    """Progress bars for a person at a terminal, not in CI logs."""
-    return os.environ.get("CI", "").lower() not in ("1", "true")
+
+def check_run(output_dir: str | Path, ckpt_dir: str | Path, settings: dict, options: dict) -> None:
+    """Everything that can be checked before the data is read, with nothing written: the settings, the
+    flags, the output folder (a run there is only continued or replaced when asked) and, for a resume,
+    the recorded settings and ``last.pt``. The first step of the bundle's ``initialize``."""
+    show_cause_last()
+    flags = check_run_options(output_dir, options)
+    check_finetune_settings(settings)
+    RunFolder(output_dir).check(flags["resume"], flags["overwrite"], settings, RESUMABLE_CHANGES)
+    if flags["resume"]:
+        read_resume_checkpoint(Path(ckpt_dir) / "last.pt", int(settings["epochs"]))
 
 
-def start_run(output_dir: str | Path, run_data: FinetuneData, resume: bool, settings: dict) -> Path:
-    """Create the output folder; record the settings, split and label budget in ``data.json``."""
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    description = {"settings": settings, **run_data.describe()}
-    write_text_atomic(output_dir / "data.json", json.dumps(description, indent=2) + "\n")
+def start_run(
+    output_dir: str | Path, run_data: FinetuneData, settings: dict, options: dict, pretrained: dict | None
+) -> Path:
+    """Claim the output folder (locked, checked again, stale temporary files removed; the previous run's
+    outputs removed under ``overwrite``) and record settings, pretrained weights, split and label budget in
+    ``data.json``. Runs after the data and the pretrained weights have loaded, so a failure there leaves
+    no folder behind."""
+    flags = check_run_options(output_dir, options)
+    folder = RunFolder(output_dir)
+    folder.claim(flags["resume"], flags["overwrite"], settings, RESUMABLE_CHANGES)
+    description = {"settings": settings, "pretrained": pretrained, **run_data.describe()}
+    write_text_atomic(folder.record_path, json.dumps(description, indent=2) + "\n")
     logger.info(
         "%s run in %s: %d training slices (%d labelled), %d validation volumes",
-        "resuming" if resume else "starting",
+        "resuming" if flags["resume"] else "starting",
         output_dir,
         len(run_data.train),
         len(run_data.labelled),
         description["val_volumes"],
     )
-    return output_dir
-
-
-def attach_progress_bar(trainer: Engine, enabled: bool) -> None:
-    """A tqdm bar over each epoch's steps; it shows no loss, which would cost a GPU sync per step."""
-    if enabled:
-        from ignite.handlers import ProgressBar
-
-        ProgressBar(persist=False).attach(trainer)
+    return folder.path
 
 
 def without_loss_scaling(trainer: Engine) -> Engine:

@@ -1,0 +1,31 @@
+"""Which images each step of an epoch takes: a seeded order that depends only on (seed, epoch).
+
+Shared by fine-tuning's slice loader and pretraining's view loader, whose data stay on the training
+device and are cut into batches there. Because an epoch's order and its augmentation draws come from a
+generator seeded with ``(seed, epoch)`` alone, a resumed run sees the same batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The CPU generator of one epoch: its order, then its augmentation draws."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def epoch_order(
+    pool: torch.Tensor, steps: int, batch_size: int, generator: torch.Generator, rank: int = 0, world_size: int = 1
+) -> torch.Tensor:
+    """This rank's indices (taken from ``pool``) for ``steps`` steps, in batch order.
+
+    The pool is reshuffled as often as the epoch needs (a small pool repeats within an epoch, in a new
+    order each time). Under DDP every rank draws the same order and takes its own ``batch_size`` part of
+    each global batch.
+    """
+    needed = steps * batch_size * world_size
+    repeats = -(-needed // len(pool))
+    order = torch.cat([torch.randperm(len(pool), generator=generator) for _ in range(repeats)])
+    global_batches = pool[order[:needed]].view(steps, world_size, batch_size)
+    return global_batches[:, rank].flatten()

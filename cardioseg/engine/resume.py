@@ -1,0 +1,85 @@
+"""``models/last.pt``: everything a run needs to continue after a kill, written atomically every epoch.
+
+MONAI's CheckpointSaver writes in place (its DiskSaver sets ``atomic=False``) and a run killed mid-write
+could leave a broken file. This handler writes every object's state (network, optimiser, scheduler,
+trainer, logs) through a temporary file after each epoch and, on resume, restores them before the first
+step, so the trainer continues after the saved epoch. Fine-tuning adds its best-model file on top
+(``cardioseg.training.checkpointing``), pretraining its milestone checkpoints (``cardioseg.ssl.checkpoints``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ignite.engine import Engine, Events
+
+from ..checkpoint import load_torch_file, save_torch_atomic
+from ..errors import CardiosegError, DataError
+
+logger = logging.getLogger("cardioseg.engine")
+
+
+class ResumeCheckpointer:
+    """``models/last.pt`` with every object's state after each epoch; restored at STARTED on resume.
+
+    ``objects`` maps names to anything with ``state_dict``/``load_state_dict`` and must include the
+    ``trainer``. Subclasses add their own state (``state_dict``) and files (``save``, then ``super().save``).
+    """
+
+    def __init__(self, ckpt_dir: str | Path, objects: dict):
+        self.ckpt_dir = Path(ckpt_dir)
+        self.objects = objects
+
+    @property
+    def last_path(self) -> Path:
+        return self.ckpt_dir / "last.pt"
+
+    def attach(self, engine: Engine, resume: bool = False, save: bool = True) -> None:
+        """Attach after the handlers whose state is saved (logs, validation).
+
+        Under DDP every rank restores, but only the main one saves (``save``)."""
+        if resume:
+            engine.add_event_handler(Events.STARTED, self.restore)
+        if save:
+            engine.add_event_handler(Events.EPOCH_COMPLETED, self.save)
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def save(self, engine: Engine) -> None:
+        state = {name: obj.state_dict() for name, obj in self.objects.items()}
+        save_torch_atomic({**state, "checkpointer": self.state_dict()}, self.last_path)
+
+    def restore(self, engine: Engine) -> None:
+        """Load ``last.pt`` into every object; the trainer then continues after the saved epoch."""
+        max_epochs = engine.state.max_epochs
+        state = read_resume_checkpoint(self.last_path, max_epochs, (*self.objects, "checkpointer"))
+        for name, obj in self.objects.items():
+            obj.load_state_dict(state[name])  # module and optimiser move tensors to their device
+        self.load_state_dict(state["checkpointer"])
+        engine.state.max_epochs = max_epochs
+        logger.info("resumed from %s at epoch %d", self.last_path, engine.state.epoch)
+
+
+def read_resume_checkpoint(path: str | Path, max_epochs: int, objects: tuple[str, ...] = ("trainer",)) -> dict:
+    """``last.pt`` checked for a resume to ``max_epochs``: readable (a truncated file names itself), with
+    every object's state, and not finished already. Used before a resume changes anything, and by it."""
+    path = Path(path)
+    if not path.exists():
+        raise CardiosegError(f"{path}: no checkpoint to resume from (run without resume first)")
+    state = load_torch_file(path)
+    missing = sorted({*objects, "trainer"} - set(state)) if isinstance(state, dict) else ["everything"]
+    if missing:
+        raise DataError(path, f"resume checkpoint lacks {missing}")
+    trainer = state["trainer"]  # ignite saves the iteration, or the epoch
+    done = int(trainer["epoch"]) if "epoch" in trainer else int(trainer["iteration"]) // int(trainer["epoch_length"])
+    if done >= max_epochs:
+        raise CardiosegError(
+            f"{path}: the run finished {done} of {max_epochs} epochs already; to train longer, resume with a "
+            f"larger epochs"
+        )
+    return state

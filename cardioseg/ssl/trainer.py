@@ -1,0 +1,75 @@
+"""The pretraining step on MONAI's engine, and the optimiser and learning-rate schedule it steps.
+
+``PretrainTrainer`` is MONAI's ``Trainer`` (an ignite engine with MONAI's handler support) with one
+iteration: the method's loss over the batch's views, a backward pass, an optimiser step, then the method's
+own update (the momentum target's). bf16 autocast on CUDA needs no loss scaling, so no GradScaler is made.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from lightly.models.utils import get_weight_decay_parameters
+from lightly.utils.lars import LARS
+from monai.engines import Trainer
+
+from ..settings import SettingError
+from .base import PretrainMethod
+
+OPTIMIZERS = ("adamw", "lars")
+
+
+def build_optimizer(name: str, method: PretrainMethod, learning_rate: float, weight_decay: float):
+    """AdamW or LARS over the trainable parameters; biases and normalisation layers get no weight decay
+    (lightly's ``get_weight_decay_parameters``), which also keeps them out of LARS's layer-wise scaling,
+    as BYOL and SimCLR train."""
+    decayed, not_decayed = get_weight_decay_parameters([method])
+    groups = [
+        {"params": [p for p in decayed if p.requires_grad]},
+        {"params": [p for p in not_decayed if p.requires_grad], "weight_decay": 0.0},
+    ]
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=learning_rate, weight_decay=weight_decay)
+    if name == "lars":
+        return LARS(groups, lr=learning_rate, momentum=0.9, weight_decay=weight_decay)
+    raise SettingError("optimizer", name, f"choose one of {', '.join(OPTIMIZERS)}")
+
+
+class PretrainTrainer(Trainer):
+    """Runs a pretraining method over a view loader; ``network`` and ``optimizer`` as MONAI's trainers
+    name them, so MONAI's and cardioseg's handlers (LR schedule, epoch log, checkpoints) find them."""
+
+    def __init__(
+        self,
+        device: torch.device | str,
+        max_epochs: int,
+        train_data_loader: Any,
+        method: PretrainMethod,
+        optimizer: torch.optim.Optimizer,
+        bf16: bool = False,
+        train_handlers: list | None = None,
+    ):
+        super().__init__(
+            device=torch.device(device),
+            max_epochs=max_epochs,
+            data_loader=train_data_loader,
+            epoch_length=len(train_data_loader),
+            handlers=train_handlers,
+            decollate=False,
+        )
+        self.network = method
+        self.optimizer = optimizer
+        self.bf16 = bf16
+
+    def _iteration(self, engine: Trainer, batch: dict) -> dict[str, torch.Tensor]:
+        method, optimizer = engine.network, engine.optimizer
+        method.train()
+        optimizer.zero_grad(set_to_none=True)
+        device_type = torch.device(engine.state.device).type
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.bf16):
+            loss = method.training_loss(batch["views"], batch["label"], batch["generator"])
+        loss.backward()
+        optimizer.step()
+        method.after_step(engine.state.iteration, engine.state.max_epochs * engine.state.epoch_length)
+        return {"loss": loss.detach()}

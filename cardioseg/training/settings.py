@@ -1,0 +1,68 @@
+"""The fine-tuning bundle's settings, checked together before the data is read or a file is written."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..data.slicing import MODES
+from ..nets import ENCODERS, SIZE_DIVISOR, build_unet, is_weights_name, load_pretrained
+from ..settings import (
+    SettingError,
+    as_flag,
+    choice,
+    existing_path,
+    is_none,
+    multiple_of,
+    output_folder,
+    real_number,
+    whole_number,
+)
+from .data import DATASET_FORMATS
+
+# What a resume may change: a longer schedule continues the same run.
+RESUMABLE_CHANGES = ("epochs",)
+
+
+def check_finetune_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """Every setting of ``train.json``'s ``run_settings`` checked (cheap checks: nothing is read);
+    returns them unchanged."""
+    s = settings
+    existing_path("dataset_dir", s["dataset_dir"])
+    choice("dataset_format", s["dataset_format"], DATASET_FORMATS)
+    choice("slice_mode", s["slice_mode"], MODES)
+    multiple_of("image_size", s["image_size"], SIZE_DIVISOR)
+    real_number("val_fraction", s["val_fraction"], 0.0, 1.0, open_low=True, open_high=True)
+    choice("encoder", s["encoder"], ENCODERS)
+    patients = whole_number("num_labelled_patients", s["num_labelled_patients"], minimum=1, optional=True)
+    slices = whole_number("num_labelled_slices", s["num_labelled_slices"], minimum=1, optional=True)
+    if patients is not None and slices is not None:
+        raise SettingError("num_labelled_slices", slices, "give num_labelled_patients or num_labelled_slices, not both")
+    whole_number("seed", s["seed"], minimum=0)
+    epochs = whole_number("epochs", s["epochs"], minimum=1)
+    batch_size = whole_number("batch_size", s["batch_size"], minimum=1)
+    whole_number("epoch_length", s["epoch_length"], minimum=batch_size, optional=True)
+    real_number("learning_rate", s["learning_rate"], 0.0, open_low=True)
+    real_number("weight_decay", s["weight_decay"], 0.0)
+    warmup = whole_number("warmup_epochs", s["warmup_epochs"], minimum=0)
+    if warmup > epochs:
+        raise SettingError("warmup_epochs", warmup, f"must not exceed epochs ({epochs})")
+    as_flag(s["augment"], "augment")
+    pretrained = s["pretrained"]
+    if not is_none(pretrained) and not is_weights_name(pretrained):
+        existing_path("pretrained", pretrained, kind="file")
+    return settings
+
+
+def inspect_pretrained(encoder: str, pretrained: Any) -> dict[str, Any] | None:
+    """Load ``pretrained`` into a bare U-Net as ``build_unet`` will (the encoder, and the decoder of a
+    whole-U-Net checkpoint), so weights that do not fit fail before the run folder is made, and describe
+    them (source, sha256, scope, checkpoint header) for the run's record."""
+    if is_none(pretrained):
+        return None
+    return load_pretrained(build_unet(encoder), str(pretrained)).describe()
+
+
+def check_run_options(output_dir: Any, options: dict[str, Any]) -> dict[str, bool]:
+    """The flags that steer a run but are not part of its record (resume, overwrite, compile), parsed."""
+    output_folder("output_dir", output_dir)
+    return {name: as_flag(value, name) for name, value in options.items()}
