@@ -22,6 +22,25 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, default=256)
 
 
+def train_bundle(output_dir: str | Path, **overrides) -> None:
+    """One fine-tuning run through the bundle's train.json, as a user runs it, into ``output_dir``."""
+    from monai.bundle import ConfigWorkflow
+
+    from cardioseg.bundle import TRAIN_CONFIG
+
+    workflow = ConfigWorkflow(
+        config_file=str(TRAIN_CONFIG),
+        logging_file=str(TRAIN_CONFIG.with_name("logging.conf")),
+        run_id="training",
+        workflow_type=None,
+        output_dir=str(output_dir),
+        progress=False,
+        **overrides,
+    )
+    workflow.initialize()
+    workflow.run()
+
+
 def machine() -> dict:
     cuda = torch.cuda.is_available()
     return {

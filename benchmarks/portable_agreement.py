@@ -28,21 +28,15 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import add_data_arguments, table, write_result
+from benchmarks.common import add_data_arguments, table, train_bundle, write_result
 
 REPO = Path(__file__).resolve().parents[1]
-TRAIN_CONFIG = REPO / "bundles" / "cardiac_sax_seg" / "configs" / "train.json"
 CLASSES = ("RV", "MYO", "LV")
 
 
 def train(args: argparse.Namespace, out: Path) -> None:
-    from monai.bundle import ConfigWorkflow
-
-    workflow = ConfigWorkflow(
-        config_file=str(TRAIN_CONFIG),
-        logging_file=str(TRAIN_CONFIG.with_name("logging.conf")),
-        run_id="training",
-        workflow_type=None,
+    train_bundle(
+        out,
         dataset_dir=args.dataset_dir,
         dataset_format=args.dataset_format,
         encoder=args.encoder,
@@ -50,11 +44,7 @@ def train(args: argparse.Namespace, out: Path) -> None:
         epochs=args.epochs,
         epoch_length=args.epoch_length,
         batch_size=args.batch_size,
-        output_dir=str(out),
-        progress=False,
     )
-    workflow.initialize()
-    workflow.run()
 
 
 def dice(pred: np.ndarray, truth: np.ndarray, label: int) -> float | None:

@@ -14,13 +14,10 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from monai.bundle import ConfigWorkflow
-
-from benchmarks.common import RESULTS, add_data_arguments, device_tag, table, write_result
+from benchmarks.common import RESULTS, add_data_arguments, device_tag, table, train_bundle, write_result
 from cardioseg.training.convergence import read_metrics
 from cardioseg.visualize import convergence_plot
 
-TRAIN_CONFIG = Path(__file__).resolve().parents[1] / "bundles" / "cardiac_sax_seg" / "configs" / "train.json"
 THRESHOLDS = (0.5, 0.8, 0.85, 0.88, 0.9, 0.92)
 
 
@@ -42,11 +39,8 @@ def main() -> None:
     args = parser.parse_args()
 
     out = args.output_dir or Path(tempfile.mkdtemp(prefix="tta_"))
-    workflow = ConfigWorkflow(
-        config_file=str(TRAIN_CONFIG),
-        logging_file=str(TRAIN_CONFIG.with_name("logging.conf")),
-        run_id="training",
-        workflow_type=None,
+    train_bundle(
+        out,
         dataset_dir=args.dataset_dir,
         dataset_format=args.dataset_format,
         encoder=args.encoder,
@@ -55,11 +49,7 @@ def main() -> None:
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         compile=args.compile,
-        output_dir=str(out),
-        progress=False,
     )
-    workflow.initialize()
-    workflow.run()
     metrics = read_metrics(out / "metrics.jsonl")
     reached = {str(t): first_reaching(metrics, t) for t in THRESHOLDS}
     best = max(metrics, key=lambda m: m["val_dice_mean"] or 0)

@@ -28,6 +28,8 @@ RECORD_NAME = "data.json"  # settings, data and split of the run: what marks a f
 # What a run writes (its export included); --overwrite removes exactly these, nothing else in the folder.
 RUN_OUTPUTS = (RECORD_NAME, "metrics.jsonl", "models", "tensorboard", "eval", "cardiac_sax_seg")
 TEMPORARY_GLOB = ".*.tmp"  # cardioseg.atomic's temporary files and folders
+# What a resume may change by default: a longer schedule continues the same run.
+RESUMABLE_CHANGES = ("epochs",)
 
 # Locks this process holds, by folder: a second run into the same folder in this process (a resume in a
 # test, a notebook) takes the lock over instead of waiting for itself.
@@ -64,7 +66,9 @@ class RunFolder:
             raise DataError(self.record_path, "run record without 'settings'")
         return record
 
-    def check(self, resume: bool, overwrite: bool, settings: dict, may_change: tuple[str, ...] = ()) -> None:
+    def check(
+        self, resume: bool, overwrite: bool, settings: dict, may_change: tuple[str, ...] = RESUMABLE_CHANGES
+    ) -> None:
         """Refuse what would lose or mix results; reads only. A resume must find the run's record and the
         same settings, except those in ``may_change`` (``epochs``, to extend a run)."""
         if resume and overwrite:
@@ -86,7 +90,9 @@ class RunFolder:
                 "overwrite true to replace it, or choose another output_dir"
             )
 
-    def claim(self, resume: bool, overwrite: bool, settings: dict, may_change: tuple[str, ...] = ()) -> None:
+    def claim(
+        self, resume: bool, overwrite: bool, settings: dict, may_change: tuple[str, ...] = RESUMABLE_CHANGES
+    ) -> None:
         """Make the folder, lock it for this process, check again under the lock, clear stale temporary
         files, and (``overwrite``) remove the previous run's outputs."""
         self.check(resume, overwrite, settings, may_change)

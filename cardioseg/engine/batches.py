@@ -8,6 +8,7 @@ generator seeded with ``(seed, epoch)`` alone, a resumed run sees the same batch
 from __future__ import annotations
 
 import torch
+from ignite.engine import Engine, Events
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -29,3 +30,20 @@ def epoch_order(
     order = torch.cat([torch.randperm(len(pool), generator=generator) for _ in range(repeats)])
     global_batches = pool[order[:needed]].view(steps, world_size, batch_size)
     return global_batches[:, rank].flatten()
+
+
+class EpochLoader:
+    """What a device-resident loader shares: epochs of ``epoch_length`` images across all ranks, cut into
+    ``batch_size`` batches per rank, following the trainer's epoch counter (also after a resume)."""
+
+    def __init__(self, batch_size: int, epoch_length: int, seed: int, rank: int = 0, world_size: int = 1):
+        self.batch_size, self.epoch_length, self.seed = batch_size, epoch_length, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 1
+
+    def __len__(self) -> int:
+        """Steps per epoch: ``epoch_length`` images across all ranks."""
+        return max(1, self.epoch_length // (self.batch_size * self.world_size))
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_STARTED, lambda e: setattr(self, "epoch", e.state.epoch))

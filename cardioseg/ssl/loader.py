@@ -12,14 +12,13 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-from ignite.engine import Engine, Events
 
-from ..engine.batches import epoch_generator, epoch_order
+from ..engine.batches import EpochLoader, epoch_generator, epoch_order
 from .data import PretrainData
 from .views import ViewConfig, make_view
 
 
-class ViewLoader:
+class ViewLoader(EpochLoader):
     """Epochs of ``epoch_length`` images (default: all of them once), each batch as ``views`` random views.
 
     A batch is ``{"views": [(B, 1, H, W), ...], "label": (B,) or None, "generator": torch.Generator}``;
@@ -39,25 +38,13 @@ class ViewLoader:
         rank: int = 0,
         world_size: int = 1,
     ):
+        super().__init__(batch_size, epoch_length or len(data), seed, rank, world_size)
         self.device = torch.device(device)
         self.images = torch.from_numpy(np.ascontiguousarray(data.images)).to(self.device)
         self.labels = None if data.labels is None else torch.from_numpy(data.labels).to(self.device)
-        self.batch_size = batch_size
         self.views = views
         self.augment = augment or ViewConfig()
-        self.seed = seed
-        self.epoch_length = epoch_length or len(data)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.rank, self.world_size = rank, world_size
-        self.epoch = 1
-
-    def __len__(self) -> int:
-        """Steps per epoch: ``epoch_length`` images across all ranks."""
-        return max(1, self.epoch_length // (self.batch_size * self.world_size))
-
-    def attach(self, engine: Engine) -> None:
-        """Follow the trainer's epoch counter (also after a resume)."""
-        engine.add_event_handler(Events.EPOCH_STARTED, lambda e: setattr(self, "epoch", e.state.epoch))
 
     def __iter__(self) -> Iterator[dict]:
         # A generator: the epoch is read at the first batch, after ignite's EPOCH_STARTED has set it.

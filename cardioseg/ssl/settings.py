@@ -25,9 +25,6 @@ from . import METHODS, check_method_options
 from .trainer import OPTIMIZERS
 from .views import ViewConfig
 
-# What a resume may change: a longer schedule continues the same run.
-RESUMABLE_CHANGES = ("epochs",)
-
 
 def data_paths(value: Any) -> list[str]:
     """``data`` as a list of paths: one path, a list of them, or a command line's ``['a', 'b']``."""

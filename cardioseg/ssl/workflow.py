@@ -32,7 +32,7 @@ from . import METHODS, PretrainMethod, build_method
 from .checkpoints import PretrainCheckpointer, init_chain
 from .data import PretrainData, load_pretrain_data
 from .loader import ViewLoader
-from .settings import RESUMABLE_CHANGES, check_pretrain_settings, check_run_options
+from .settings import check_pretrain_settings, check_run_options
 from .trainer import PretrainTrainer, build_optimizer
 from .views import ViewConfig
 
@@ -59,7 +59,7 @@ class Pretraining:
         self.device = torch.device(device)
         self.bf16 = as_flag(bf16, "amp")
         self.progress = as_flag(progress, "progress")
-        self.folder.check(self.flags["resume"], self.flags["overwrite"], self.settings, RESUMABLE_CHANGES)
+        self.folder.check(self.flags["resume"], self.flags["overwrite"], self.settings)
         if self.flags["resume"]:
             read_resume_checkpoint(self.ckpt_dir / "last.pt", self.settings["epochs"])
         self.trainer: PretrainTrainer | None = None
@@ -84,7 +84,7 @@ class Pretraining:
         loaded = method.load_init(s["init"])
         method.to(self.device, memory_format=self.memory_format)
         record = self.record(method, data, loaded)
-        self.folder.claim(self.flags["resume"], self.flags["overwrite"], s, RESUMABLE_CHANGES)
+        self.folder.claim(self.flags["resume"], self.flags["overwrite"], s)
         write_text_atomic(self.folder.record_path, json.dumps(record, indent=2) + "\n")
         logger.info(
             "%s %s pretraining in %s: %d images (%s), init %s",

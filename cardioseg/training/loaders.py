@@ -10,10 +10,9 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-from ignite.engine import Engine, Events
 
 from ..data.slicing import SliceSet
-from ..engine.batches import epoch_generator, epoch_order
+from ..engine.batches import EpochLoader, epoch_generator, epoch_order
 from .augment import AugmentConfig, augment_batch
 
 
@@ -25,7 +24,7 @@ def _memory_format(channels_last: bool) -> torch.memory_format:
     return torch.channels_last if channels_last else torch.contiguous_format
 
 
-class TrainSliceLoader:
+class TrainSliceLoader(EpochLoader):
     """Epochs of ``epoch_length`` augmented slices drawn from the labelled ones, the same whatever the budget.
 
     A small budget is oversampled (its slices repeat within an epoch, in a new order each time), as in
@@ -49,25 +48,13 @@ class TrainSliceLoader:
     ):
         if len(labelled) == 0:
             raise ValueError("no labelled slices to train on")
+        super().__init__(batch_size, epoch_length or len(slices), seed, rank, world_size)
         self.device = torch.device(device)
         self.images = _to_device(slices.images, self.device)
         self.labels = _to_device(slices.labels, self.device)
         self.labelled = torch.as_tensor(np.asarray(labelled), dtype=torch.long)
-        self.batch_size = batch_size
-        self.epoch_length = epoch_length or len(slices)
-        self.seed = seed
         self.augment = augment
         self.memory_format = _memory_format(channels_last)
-        self.rank, self.world_size = rank, world_size
-        self.epoch = 1
-
-    def __len__(self) -> int:
-        """Steps per epoch: ``epoch_length`` images across all ranks."""
-        return max(1, self.epoch_length // (self.batch_size * self.world_size))
-
-    def attach(self, engine: Engine) -> None:
-        """Follow the trainer's epoch counter (also after a resume)."""
-        engine.add_event_handler(Events.EPOCH_STARTED, lambda e: setattr(self, "epoch", e.state.epoch))
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         # A generator: the epoch is read at the first batch, after ignite's EPOCH_STARTED has set it.

@@ -19,9 +19,6 @@ from ..settings import (
 )
 from .data import DATASET_FORMATS
 
-# What a resume may change: a longer schedule continues the same run.
-RESUMABLE_CHANGES = ("epochs",)
-
 
 def check_finetune_settings(settings: dict[str, Any]) -> dict[str, Any]:
     """Every setting of ``train.json``'s ``run_settings`` checked (cheap checks: nothing is read);

@@ -15,7 +15,7 @@ from ..engine.resume import read_resume_checkpoint
 from ..errors import show_cause_last
 from ..run_folder import RunFolder
 from .data import FinetuneData
-from .settings import RESUMABLE_CHANGES, check_finetune_settings, check_run_options
+from .settings import check_finetune_settings, check_run_options
 
 logger = logging.getLogger("cardioseg.training")
 
@@ -35,7 +35,7 @@ def check_run(output_dir: str | Path, ckpt_dir: str | Path, settings: dict, opti
     show_cause_last()
     flags = check_run_options(output_dir, options)
     check_finetune_settings(settings)
-    RunFolder(output_dir).check(flags["resume"], flags["overwrite"], settings, RESUMABLE_CHANGES)
+    RunFolder(output_dir).check(flags["resume"], flags["overwrite"], settings)
     if flags["resume"]:
         read_resume_checkpoint(Path(ckpt_dir) / "last.pt", int(settings["epochs"]))
 
@@ -49,7 +49,7 @@ def start_run(
     no folder behind."""
     flags = check_run_options(output_dir, options)
     folder = RunFolder(output_dir)
-    folder.claim(flags["resume"], flags["overwrite"], settings, RESUMABLE_CHANGES)
+    folder.claim(flags["resume"], flags["overwrite"], settings)
     description = {"settings": settings, "pretrained": pretrained, **run_data.describe()}
     write_text_atomic(folder.record_path, json.dumps(description, indent=2) + "\n")
     logger.info(
