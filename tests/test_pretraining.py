@@ -270,3 +270,23 @@ def test_recipes_are_the_papers_runs(recipe, monkeypatch):
     assert settings["data"] == ["../shared/data/cifar10_subset" if natural else "../shared/data/acdc_ssl4mis"]
     expected_init = "pretraining/runs/generalist/models/final.pt" if recipe == "hierarchical" else "none"
     assert settings["init"] == expected_init
+
+
+def test_two_process_ddp_overlay(phantom_dir, tmp_path):
+    """multi_gpu_pretrain.json under torchrun, two CPU processes (gloo): each takes its part of a global
+    batch, gradients are averaged, and only rank 0 writes the log and the checkpoints."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    configs = [str(RECIPES / "specialist.json"), str(RECIPES / "multi_gpu_pretrain.json")]
+    settings = {**TINY, "epoch_length": 16, "method": "simclr", "output_dir": str(out)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "monai.bundle", "run"]
+    command += ["pretraining", "--config_file", repr(configs), "--data", repr([str(phantom_dir)])]
+    command += ["--method_options", repr(SMALL_HEADS["simclr"])]
+    command += [item for key, value in settings.items() for item in (f"--{key}", str(value))]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (line,) = read_metrics(out / "metrics.jsonl")
+    assert line["step"] == 2 and line["images_seen"] == 16  # 2 steps x 2 processes x batch 4
+    assert (out / "models" / "final.pt").is_file() and json.loads((out / "data.json").read_text())["images"] > 0

@@ -48,6 +48,7 @@ class PretrainTrainer(Trainer):
         method: PretrainMethod,
         optimizer: torch.optim.Optimizer,
         bf16: bool = False,
+        world_size: int = 1,
         train_handlers: list | None = None,
     ):
         super().__init__(
@@ -61,6 +62,7 @@ class PretrainTrainer(Trainer):
         self.network = method
         self.optimizer = optimizer
         self.bf16 = bf16
+        self.world_size = world_size
 
     def _iteration(self, engine: Trainer, batch: dict) -> dict[str, torch.Tensor]:
         method, optimizer = engine.network, engine.optimizer
@@ -70,6 +72,17 @@ class PretrainTrainer(Trainer):
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.bf16):
             loss = method.training_loss(batch["views"], batch["label"], batch["generator"])
         loss.backward()
+        if self.world_size > 1:
+            average_gradients(method, self.world_size)
         optimizer.step()
         method.after_step(engine.state.iteration, engine.state.max_epochs * engine.state.epoch_length)
         return {"loss": loss.detach()}
+
+
+def average_gradients(method: PretrainMethod, world_size: int) -> None:
+    """Mean of every gradient over the DDP processes. Hand-written because a method's loss calls its
+    sub-networks directly, not one module's ``forward``, which is where DistributedDataParallel hooks in."""
+    for parameter in method.parameters():
+        if parameter.grad is not None:
+            torch.distributed.all_reduce(parameter.grad)
+            parameter.grad /= world_size

@@ -41,7 +41,11 @@ logger = logging.getLogger("cardioseg.ssl")
 
 class Pretraining:
     """A pretraining run into ``output_dir``. Making one checks the settings, flags and folder (reads
-    nothing else, writes nothing); ``prepare`` loads and claims; ``run`` trains."""
+    nothing else, writes nothing); ``prepare`` loads and claims; ``run`` trains.
+
+    Under DDP (``rank``/``world_size``, from ``pretraining/configs/multi_gpu_pretrain.json``) every process
+    trains on its share of each global batch and averages gradients; only rank 0 owns the run folder (its
+    checks, claim, record, log and checkpoints), and the others wait for its claim."""
 
     def __init__(
         self,
@@ -51,18 +55,26 @@ class Pretraining:
         device: torch.device | str = "cpu",
         bf16: bool = False,
         progress: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
     ):
         show_cause_last()
+        self.rank, self.world_size = int(rank), int(world_size)
         self.flags = check_run_options(output_dir, options)
         self.settings = check_pretrain_settings(settings)
         self.folder = RunFolder(output_dir)
         self.device = torch.device(device)
         self.bf16 = as_flag(bf16, "amp")
         self.progress = as_flag(progress, "progress")
-        self.folder.check(self.flags["resume"], self.flags["overwrite"], self.settings)
+        if self.is_main:  # the others would find rank 0's claim (a run folder) and refuse it
+            self.folder.check(self.flags["resume"], self.flags["overwrite"], self.settings)
         if self.flags["resume"]:
             read_resume_checkpoint(self.ckpt_dir / "last.pt", self.settings["epochs"])
         self.trainer: PretrainTrainer | None = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
 
     @property
     def ckpt_dir(self) -> Path:
@@ -84,8 +96,11 @@ class Pretraining:
         loaded = method.load_init(s["init"])
         method.to(self.device, memory_format=self.memory_format)
         record = self.record(method, data, loaded)
-        self.folder.claim(self.flags["resume"], self.flags["overwrite"], s)
-        write_text_atomic(self.folder.record_path, json.dumps(record, indent=2) + "\n")
+        if self.is_main:
+            self.folder.claim(self.flags["resume"], self.flags["overwrite"], s)
+            write_text_atomic(self.folder.record_path, json.dumps(record, indent=2) + "\n")
+        if self.world_size > 1:
+            torch.distributed.barrier()
         logger.info(
             "%s %s pretraining in %s: %d images (%s), init %s",
             "resuming" if self.flags["resume"] else "starting",
@@ -122,6 +137,8 @@ class Pretraining:
             seed=s["seed"],
             epoch_length=s["epoch_length"],
             channels_last=self.memory_format == torch.channels_last,
+            rank=self.rank,
+            world_size=self.world_size,
         )
         optimizer = build_optimizer(s["optimizer"], method, s["learning_rate"], s["weight_decay"])
         steps = len(loader)
@@ -133,9 +150,10 @@ class Pretraining:
             method,
             optimizer,
             bf16=self.bf16,
+            world_size=self.world_size,
             train_handlers=[LrScheduleHandler(scheduler, print_lr=False, epoch_level=False)],
         )
-        epoch_log = EpochLog(self.folder.path / "metrics.jsonl", batch_size, name="cardioseg.ssl")
+        epoch_log = EpochLog(self.folder.path / "metrics.jsonl", batch_size, self.world_size, name="cardioseg.ssl")
         header = {
             "source": "random" if record["init"] is None else record["init"]["source"],
             "extra": {
@@ -158,9 +176,10 @@ class Pretraining:
         }
         checkpointer = PretrainCheckpointer(self.ckpt_dir, objects, method, header)
         loader.attach(trainer)
-        epoch_log.attach(trainer)
-        checkpointer.attach(trainer, resume=self.flags["resume"])
-        attach_progress_bar(trainer, self.progress)
+        if self.is_main:
+            epoch_log.attach(trainer)
+        checkpointer.attach(trainer, resume=self.flags["resume"], save=self.is_main)
+        attach_progress_bar(trainer, self.progress and self.is_main)
         return trainer
 
     def run(self) -> None:
