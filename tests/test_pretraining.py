@@ -4,11 +4,11 @@ and fine-tuning starts from what it writes."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import one_line_error
 from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
 from test_ssl import SMALL_HEADS, write_imagefolder
@@ -41,7 +41,6 @@ RUNS = {
     "mim": ("specialist", "cardiac", 1),
     "supervised": ("generalist", "natural", 1),
 }
-LOG_OR_WARNING = re.compile(r"^\d{4}-\d\d-\d\d |^\s|Warning: ")
 
 
 def pretraining(recipe: str, **overrides) -> ConfigWorkflow:
@@ -86,14 +85,6 @@ def runs(tmp_path_factory, phantom_dir, natural_dir):
         return made[method]
 
     return run
-
-
-def one_line_error(capsys) -> str:
-    err = capsys.readouterr().err
-    lines = [line for line in err.strip().splitlines() if not LOG_OR_WARNING.search(line)]
-    assert "Traceback" not in err
-    assert len(lines) == 1 and lines[0].startswith("cardioseg: error:"), err
-    return lines[0]
 
 
 @pytest.mark.parametrize("method", sorted(RUNS))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import re
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import one_line_error
 
 from cardioseg.checkpoint import file_sha256, load_torch_file, save_checkpoint, save_torch_atomic
 from cardioseg.cli import main
@@ -26,7 +26,6 @@ from cardioseg.run_folder import LOCK_NAME, RunFolder
 from cardioseg.training.convergence import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
-LOG_OR_WARNING = re.compile(r"^\d{4}-\d\d-\d\d |^\s|Warning: ")
 TINY = ["--dataset_format", "phantom", "--encoder", "resnet18", "--image_size", "64", "--epochs", "1"]
 TINY += ["--batch_size", "4", "--epoch_length", "8", "--progress", "False"]
 
@@ -42,15 +41,6 @@ def snapshot(folder: Path) -> dict[str, str]:
         for p in sorted(folder.rglob("*"))
         if p.is_file() and p.name != LOCK_NAME
     }
-
-
-def one_line_error(capsys) -> str:
-    err = capsys.readouterr().err
-    # MONAI's and our log lines (timestamped) and Python warnings may precede the error; they are not it.
-    lines = [line for line in err.strip().splitlines() if not LOG_OR_WARNING.search(line)]
-    assert "Traceback" not in err
-    assert len(lines) == 1 and lines[0].startswith("cardioseg: error:"), err
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +90,7 @@ BAD_SETTINGS = [
     (["--overwrite", "perhaps"], "'overwrite' is 'perhaps': expected true or false"),
     (["--augment", "sometimes"], "'augment' is 'sometimes': expected true or false"),
     (["--resume", "True", "--overwrite", "True"], "resume and overwrite exclude each other"),
-    (["--pretrained", "/no/such/weights.pt"], "'pretrained' is '/no/such/weights.pt': does not exist"),
+    (["--pretrained", "no/such/weights.pt"], "'pretrained' is 'no/such/weights.pt': does not exist"),
 ]
 
 
