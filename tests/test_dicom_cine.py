@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from test_bad_input_data import edit_dicom
 
 from cardioseg.data.dicom_cine import cine_to_records, read_dicom_cine, write_dicom_cine
 from cardioseg.data.nifti_io import load_nifti
@@ -19,16 +20,6 @@ from cardioseg.errors import DataError
 def series_dir(phantom_dir, tmp_path) -> Path:
     """A private copy of patient001's DICOM series that a test may damage."""
     return Path(shutil.copytree(phantom_dir / "dicom" / "patient001", tmp_path / "patient001"))
-
-
-def _edit(path: Path, **changes) -> None:
-    ds = pydicom.dcmread(path)
-    for tag, value in changes.items():
-        if value is None:
-            delattr(ds, tag)
-        else:
-            setattr(ds, tag, value)
-    ds.save_as(path)
 
 
 @pytest.mark.parametrize("name", ["patient001", "patient002", "patient003"])
@@ -78,7 +69,7 @@ def test_order_comes_from_geometry_and_trigger_time_not_file_names(series_dir):
     paths = sorted(series_dir.iterdir())
     n = len(paths)
     for i, path in enumerate(paths):
-        _edit(path, InstanceNumber=n - i)  # reversed numbering
+        edit_dicom(path, InstanceNumber=n - i)  # reversed numbering
         path.rename(series_dir / f"x{(i * 37) % n:03d}")  # names in a scrambled order
     (after,) = read_dicom_cine(series_dir)
     assert np.array_equal(after.pixels, before.pixels)
@@ -87,7 +78,7 @@ def test_order_comes_from_geometry_and_trigger_time_not_file_names(series_dir):
 
 def test_rescale_slope_and_intercept_are_applied(series_dir):
     (before,) = read_dicom_cine(series_dir)
-    _edit(series_dir / "IM00001.dcm", RescaleSlope=2.5, RescaleIntercept=-7)  # slice 0, frame 1
+    edit_dicom(series_dir / "IM00001.dcm", RescaleSlope=2.5, RescaleIntercept=-7)  # slice 0, frame 1
     (after,) = read_dicom_cine(series_dir)
     assert np.allclose(after.pixels[0, 0], 2.5 * before.pixels[0, 0] - 7)
     assert np.array_equal(after.pixels[1:], before.pixels[1:])
@@ -121,7 +112,7 @@ def test_truncated_file(series_dir, keep):
 
 def test_wrong_modality(series_dir):
     bad = series_dir / "IM00007.dcm"
-    _edit(bad, Modality="CT")
+    edit_dicom(bad, Modality="CT")
     with pytest.raises(DataError, match="modality is 'CT'") as info:
         read_dicom_cine(series_dir)
     assert info.value.path == bad
@@ -130,7 +121,7 @@ def test_wrong_modality(series_dir):
 @pytest.mark.parametrize("tag", ["ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "TriggerTime"])
 def test_missing_required_tag(series_dir, tag):
     bad = series_dir / "IM00020.dcm"
-    _edit(bad, **{tag: None})
+    edit_dicom(bad, **{tag: None})
     with pytest.raises(DataError, match=f"missing required DICOM tag.*{tag}") as info:
         read_dicom_cine(series_dir)
     assert info.value.path == bad
@@ -145,7 +136,7 @@ def test_inconsistent_frames_per_slice(series_dir):
 
 
 def test_duplicate_trigger_time(series_dir):
-    _edit(series_dir / "IM00002.dcm", TriggerTime=0.0)
+    edit_dicom(series_dir / "IM00002.dcm", TriggerTime=0.0)
     with pytest.raises(DataError, match="same TriggerTime"):
         read_dicom_cine(series_dir)
 
