@@ -56,6 +56,7 @@ def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path
         raise DataError(path, "folder exists and is not empty (use --overwrite to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private (0700); the folder it becomes is not
     try:
         yield tmp
         if path.exists():

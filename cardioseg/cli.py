@@ -129,6 +129,46 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(f"bundle ready: {bundle} (large_files.yml records each model file's sha256)")
 
 
+def cmd_infer(args: argparse.Namespace) -> None:
+    import logging
+
+    from .clinical.pipeline import run_study
+    from .settings import whole_number
+
+    whole_number("--batch-size", args.batch_size, minimum=1)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    logging.getLogger("highdicom").setLevel(logging.WARNING)  # it logs every module it copies at INFO
+    result = run_study(
+        args.dicom_dir,
+        args.bundle,
+        args.out,
+        overwrite=args.overwrite,
+        backend=args.backend,
+        device=args.device,
+        batch_size=args.batch_size,
+        progress=show_progress(args),
+    )
+    idx, series = result.indices, result.series
+    print(f"series {result.choice.series.label()}: {series.n_frames} phases x {series.pixels.shape[1]} slices")
+    print(f"ED phase {idx.ed_phase + 1}, ES phase {idx.es_phase + 1}")
+    print(f"LV  EDV {idx.lvedv_ml:7.1f} ml  ESV {idx.lvesv_ml:7.1f} ml  EF {idx.lvef_percent:5.1f} %")
+    print(f"RV  EDV {idx.rvedv_ml:7.1f} ml  ESV {idx.rvesv_ml:7.1f} ml  EF {idx.rvef_percent:5.1f} %")
+    print(f"LV mass {idx.lv_mass_g:.1f} g")
+    print(f"wrote {len(result.outputs)} outputs to {result.out_dir} in {result.timings['total']:.1f} s")
+
+
+def cmd_phantom_compare(args: argparse.Namespace) -> None:
+    from .clinical.truth import compare_with_truth, comparison_table
+
+    comparisons = compare_with_truth(args.indices, args.truth)
+    print(comparison_table(comparisons))
+    outside = [c.index for c in comparisons if not c.within]
+    if outside:
+        raise CardiosegError(
+            f"{args.indices}: {', '.join(outside)} outside the stated tolerance of the phantom's truth"
+        )
+
+
 def cmd_curves(args: argparse.Namespace) -> None:
     from .training.convergence import read_metrics
     from .visualize import convergence_plot
@@ -224,6 +264,25 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, help="the bundle folder to write (default: RUN/cardiac_sax_seg)")
     export.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     export.set_defaults(func=cmd_export)
+
+    infer = commands.add_parser(
+        "infer", help="DICOM cine study -> DICOM SEG, NIfTI labels, clinical indices, report and picture"
+    )
+    infer.add_argument("dicom_dir", type=Path, help="a study folder (any series; the short-axis cine is chosen)")
+    infer.add_argument("--bundle", type=Path, required=True, help="an exported bundle ('cardioseg export RUN')")
+    infer.add_argument("--out", type=Path, required=True, help="the output folder (must be new or empty)")
+    infer.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    infer.add_argument("--backend", choices=("onnx", "torch"), default="onnx", help="ONNX Runtime or PyTorch")
+    infer.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    infer.add_argument("--batch-size", type=int, default=32, help="slices per model call")
+    infer.set_defaults(func=cmd_infer)
+
+    compare = commands.add_parser(
+        "phantom-compare", help="a phantom study's indices (infer's indices.json) against the phantom's truth"
+    )
+    compare.add_argument("indices", type=Path, help="indices.json written by 'cardioseg infer' or the app")
+    compare.add_argument("truth", type=Path, help="the phantom cohort's ground_truth.json")
+    compare.set_defaults(func=cmd_phantom_compare)
 
     curves = commands.add_parser("curves", help="PNG of validation Dice against seconds and images seen, per run")
     curves.add_argument("runs", type=Path, nargs="+", help="training runs' output_dir folders")

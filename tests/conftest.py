@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import resource
 from pathlib import Path
 
 import pytest
+
+# MONAI imports every installed submodule, the Deploy SDK's holoscan among them, and holoscan warns on import
+# when the stack limit is under 32 MiB (its recommendation, also for running apps). Raised here, before any
+# import of monai, so that this process and every command the tests start (which inherit it) stay quiet.
+_HOLOSCAN_STACK = 32 * 1024 * 1024
+_soft, _hard = resource.getrlimit(resource.RLIMIT_STACK)
+if (
+    _soft != resource.RLIM_INFINITY
+    and _soft < _HOLOSCAN_STACK
+    and (_hard == resource.RLIM_INFINITY or _hard >= _HOLOSCAN_STACK)
+):
+    resource.setrlimit(resource.RLIMIT_STACK, (_HOLOSCAN_STACK, _hard))
 
 REPO = Path(__file__).resolve().parents[1]
 ACDC_SSL4MIS = REPO.parent / "shared" / "data" / "acdc_ssl4mis"

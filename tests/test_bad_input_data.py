@@ -24,6 +24,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+from dicom_helpers import edit_dicom
 from PIL import Image
 
 from cardioseg.cli import main
@@ -201,17 +202,6 @@ def dicom(root: Path, shape: tuple[int, ...] = (2, 3, 8, 8), key: str = "series"
     return write_dicom_cine(
         root, cine, np.diag([-1.5, -1.5, 10.0, 1.0]), patient_id="p1", frame_interval_ms=40.0, uid_key=key
     )
-
-
-def edit_dicom(path: Path, **changes) -> Path:
-    ds = pydicom.dcmread(path)
-    for tag, value in changes.items():
-        if value is None:
-            delattr(ds, tag)
-        else:
-            setattr(ds, tag, value)
-    ds.save_as(path)
-    return path
 
 
 def raw_dicom_value(path: Path, tag: str, placeholder: str, stored: bytes) -> Path:

@@ -7,8 +7,8 @@ import pytest
 
 from cardioseg.data.phantom import ground_truth, make_patient
 from cardioseg.errors import CardiosegError
-from cardioseg.indices import cardiac_indices
-from cardioseg.postprocess import LV, MYO, RV, clean_labels
+from cardioseg.clinical.indices import cardiac_indices
+from cardioseg.clinical.postprocess import LV, MYO, RV, clean_labels
 
 
 @pytest.fixture(scope="module")

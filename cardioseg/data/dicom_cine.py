@@ -122,8 +122,8 @@ def _orientation(ds: Dataset, path: Path) -> np.ndarray:
     return orientation
 
 
-def _dcmread(path: Path) -> Dataset:
-    """The whole file parsed now, every element included.
+def dcmread_strict(path: Path, *, stop_before_pixels: bool = False) -> Dataset:
+    """The whole file parsed now, every element included (but the pixel data with ``stop_before_pixels``).
 
     pydicom converts element values lazily, so damage in the middle of a file would surface later as an
     odd exception from whichever tag is read first. Its parsing warnings ("Expected explicit VR, but found
@@ -133,7 +133,7 @@ def _dcmread(path: Path) -> Dataset:
     try:
         with warnings.catch_warnings(), silenced(pydicom.config.logger):
             warnings.simplefilter("error", UserWarning)
-            ds = pydicom.dcmread(path)
+            ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
             for _ in ds.iterall():
                 pass
     except InvalidDicomError as exc:
@@ -154,7 +154,7 @@ def _dcmread(path: Path) -> Dataset:
 
 def _read_instance(path: Path) -> _Instance:
     """Read and check one file: a DICOM MR image carrying the tags cine geometry needs."""
-    ds = _dcmread(path)
+    ds = dcmread_strict(path)
     modality = ds.get("Modality")
     if modality is None and "PixelData" not in ds:
         raise DataError(path, "holds neither Modality nor pixel data: the file is truncated or not an image")
@@ -262,24 +262,40 @@ def _assemble(instances: list[_Instance], folder: Path) -> CineSeries:
     )
 
 
-def read_dicom_cine(folder: str | Path, *, progress: bool = False) -> list[CineSeries]:
-    """Read every cine series under ``folder`` (searched recursively): one ``CineSeries`` per series UID.
-
-    Strict: any file that is not an MR image with cine geometry and trigger times raises ``DataError``
-    naming that file (hidden files and DICOMDIR are skipped). pydicom's value validation is off while
-    reading: the tags used here are checked and a malformed one is an error naming the file, while a
-    malformed tag that is not used would only print a warning.
-    """
+def dicom_files(folder: str | Path) -> list[Path]:
+    """Every file under ``folder`` (recursively) that may be a DICOM instance: hidden files and DICOMDIR
+    are left out. A missing folder, a file, or a folder with no such files is a DataError."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(folder, "DICOM folder does not exist" if not folder.exists() else "is not a folder")
     paths = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".") and p.name != "DICOMDIR")
     if not paths:
         raise DataError(folder, "folder holds no DICOM files")
+    return paths
+
+
+def read_dicom_cine(folder: str | Path, *, progress: bool = False) -> list[CineSeries]:
+    """Read every cine series under ``folder`` (searched recursively): one ``CineSeries`` per series UID.
+
+    Strict: any file that is not an MR image with cine geometry and trigger times raises ``DataError``
+    naming that file (hidden files and DICOMDIR are skipped). For a whole study, which also holds
+    localizers and other series, pick the series first (:mod:`cardioseg.data.dicom_study`) and read it
+    with :func:`read_cine_files`.
+    """
+    return read_cine_files(dicom_files(folder), folder, progress=progress)
+
+
+def read_cine_files(paths: list[Path], folder: str | Path, *, progress: bool = False) -> list[CineSeries]:
+    """Read these files as cine series (one ``CineSeries`` per series UID, in SeriesNumber order).
+
+    pydicom's value validation is off while reading: the tags used here are checked and a malformed one is
+    an error naming the file, while a malformed tag that is not used would only print a warning.
+    """
+    folder = Path(folder)
     with disable_value_validation():
         by_series: dict[str, list[_Instance]] = {}
         for path in tqdm(paths, desc="reading DICOM", unit="file", disable=not progress):
-            inst = _read_instance(path)
+            inst = _read_instance(Path(path))
             uid = inst.header.get("SeriesInstanceUID")
             if not uid:
                 raise DataError(path, "missing required DICOM tag SeriesInstanceUID")
@@ -319,7 +335,7 @@ def _ds(value: float) -> DSfloat:
     return DSfloat(float(value), auto_format=True)
 
 
-def _uid(key: str, *parts: object) -> str:
+def derived_uid(key: str, *parts: object) -> str:
     """A UID derived from ``key`` and ``parts``, so the same input gives the same UIDs.
 
     A name-based (SHA-1) UUID under the 2.25 root (ISO/IEC 9834-8); pydicom's ``generate_uid`` with the
@@ -337,9 +353,9 @@ def _series_dataset(key: str, patient_id: str, tags: dict) -> Dataset:
     ds.PatientName = patient_id
     ds.PatientBirthDate = ""
     ds.PatientSex = "O"
-    ds.StudyInstanceUID = _uid(key, "study")
-    ds.SeriesInstanceUID = _uid(key, "series")
-    ds.FrameOfReferenceUID = _uid(key, "frame-of-reference")
+    ds.StudyInstanceUID = derived_uid(key, "study")
+    ds.SeriesInstanceUID = derived_uid(key, "series")
+    ds.FrameOfReferenceUID = derived_uid(key, "frame-of-reference")
     ds.StudyID = "1"
     ds.AccessionNumber = ""
     ds.ReferringPhysicianName = ""
@@ -416,7 +432,7 @@ def write_dicom_cine(
         for f in range(n_frames):
             number = s * n_frames + f + 1
             ds = Dataset(dict(base))  # shares the series-level elements; only new per-instance ones are set
-            ds.SOPInstanceUID = _uid(uid_key, "instance", s, f)
+            ds.SOPInstanceUID = derived_uid(uid_key, "instance", s, f)
             ds.InstanceNumber = number
             ds.ImagePositionPatient = [_ds(v) for v in position]
             ds.SliceLocation = _ds(position @ normal)

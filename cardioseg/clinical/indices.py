@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .data.labels import FOREGROUND
-from .data.phantom import MYOCARDIUM_G_PER_ML
-from .errors import CardiosegError
+from ..data.labels import FOREGROUND
+from ..data.phantom import MYOCARDIUM_G_PER_ML
+from ..errors import CardiosegError
 
 _CLASS = {name: value for value, name in FOREGROUND.items()}
 
@@ -35,6 +35,7 @@ class CardiacIndices:
     rvef_percent: float
     lv_mass_g: float
     lv_volume_curve_ml: tuple[float, ...]
+    rv_volume_curve_ml: tuple[float, ...]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -71,10 +72,11 @@ def cardiac_indices(labels: np.ndarray, spacing_mm: Sequence[float]) -> CardiacI
         es_phase=es,
         lvedv_ml=float(lv[ed]),
         lvesv_ml=float(lv[es]),
-        lvef_percent=ejection_fraction(lv[ed], lv[es]),
+        lvef_percent=ejection_fraction(float(lv[ed]), float(lv[es])),
         rvedv_ml=float(rv[ed]),
         rvesv_ml=float(rv[es]),
-        rvef_percent=ejection_fraction(rv[ed], rv[es]),
+        rvef_percent=ejection_fraction(float(rv[ed]), float(rv[es])),
         lv_mass_g=float(volumes["MYO"][ed] * MYOCARDIUM_G_PER_ML),
         lv_volume_curve_ml=tuple(float(v) for v in lv),
+        rv_volume_curve_ml=tuple(float(v) for v in rv),
     )

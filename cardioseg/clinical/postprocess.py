@@ -15,7 +15,7 @@ import torch
 from monai.transforms import FillHoles, KeepLargestConnectedComponent
 from scipy import ndimage
 
-from .data.labels import FOREGROUND
+from ..data.labels import FOREGROUND
 
 RV, MYO, LV = (next(k for k, v in FOREGROUND.items() if v == name) for name in ("RV", "MYO", "LV"))
 
@@ -34,3 +34,11 @@ def clean_labels(labels: np.ndarray) -> np.ndarray:
         slice_labels[wall & (slice_labels == 0)] = MYO
         out[s] = slice_labels
     return out.astype(labels.dtype)
+
+
+def clean_cine(labels: np.ndarray) -> np.ndarray:
+    """:func:`clean_labels` for each phase of ``(phases, slices, rows, cols)`` labels."""
+    labels = np.asarray(labels)
+    if labels.ndim != 4:
+        raise ValueError(f"expected (phases, slices, rows, cols) labels, got shape {labels.shape}")
+    return np.stack([clean_labels(phase) for phase in labels])
