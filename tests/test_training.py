@@ -205,3 +205,16 @@ def test_unknown_dataset_format_is_one_line(phantom_dir, tmp_path, capsys):
     code = main(["--quiet", "finetune", str(phantom_dir), "--out", str(tmp_path / "x"), "--dataset_format", "nifti"])
     err = capsys.readouterr().err
     assert code == 2 and "'dataset_format' is 'nifti': choose one of" in err and "Traceback" not in err
+
+
+def test_a_small_data_set_still_gets_sixteen_steps_per_epoch(caplog):
+    """Seven patients in their own folder (126 slices) once gave 4 steps per epoch and a background-only model."""
+    from cardioseg.training.loaders import MIN_STEPS_PER_EPOCH, default_epoch_length
+
+    with caplog.at_level("WARNING", logger="cardioseg.training"):
+        assert default_epoch_length(126, 32) == MIN_STEPS_PER_EPOCH * 32
+        assert default_epoch_length(126, 8, world_size=2) == MIN_STEPS_PER_EPOCH * 16
+    assert "only 126 training slices" in caplog.text
+    caplog.clear()
+    assert default_epoch_length(1312, 32) == 1312
+    assert caplog.text == ""

@@ -6,6 +6,7 @@ slices fit on any GPU many times over, so they are copied once and batches are c
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import numpy as np
@@ -14,6 +15,28 @@ import torch
 from ..data.slicing import SliceSet
 from ..engine.batches import EpochLoader, epoch_generator, epoch_order
 from .augment import AugmentConfig, augment_batch
+
+logger = logging.getLogger("cardioseg.training")
+
+# An epoch holds at least this many optimiser steps when epoch_length is not set. A small data set in its own
+# folder (7 patients: about 126 slices, 4 steps at batch 32) would otherwise give epochs so short that a
+# 20-epoch schedule ends before the model leaves the background-only solution.
+MIN_STEPS_PER_EPOCH = 16
+
+
+def default_epoch_length(n_slices: int, batch_size: int, world_size: int = 1) -> int:
+    """All training slices, but at least ``MIN_STEPS_PER_EPOCH`` global batches (said in the log)."""
+    floor = MIN_STEPS_PER_EPOCH * batch_size * world_size
+    if n_slices >= floor:
+        return n_slices
+    logger.warning(
+        "only %d training slices: each epoch draws %d (%d steps of %d, slices repeated); set epoch_length to change it",
+        n_slices,
+        floor,
+        MIN_STEPS_PER_EPOCH,
+        batch_size * world_size,
+    )
+    return floor
 
 
 def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -25,7 +48,8 @@ def _memory_format(channels_last: bool) -> torch.memory_format:
 
 
 class TrainSliceLoader(EpochLoader):
-    """Epochs of ``epoch_length`` augmented slices drawn from the labelled ones, the same whatever the budget.
+    """Epochs of ``epoch_length`` augmented slices drawn from the labelled ones, the same whatever the budget
+    (by default all training slices, but never fewer than ``MIN_STEPS_PER_EPOCH`` steps).
 
     A small budget is oversampled (its slices repeat within an epoch, in a new order each time), as in
     Kalapos & Gyires-Tóth, so that epochs compare across budgets. The order and augmentation of epoch ``e``
@@ -48,7 +72,8 @@ class TrainSliceLoader(EpochLoader):
     ):
         if len(labelled) == 0:
             raise ValueError("no labelled slices to train on")
-        super().__init__(batch_size, epoch_length or len(slices), seed, rank, world_size)
+        epoch_length = epoch_length or default_epoch_length(len(slices), batch_size, world_size)
+        super().__init__(batch_size, epoch_length, seed, rank, world_size)
         self.device = torch.device(device)
         self.images = _to_device(slices.images, self.device)
         self.labels = _to_device(slices.labels, self.device)
