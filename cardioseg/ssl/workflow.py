@@ -92,6 +92,7 @@ class Pretraining:
         check_init(s["encoder"], s["init"])
         data = load_pretrain_data(s["data"], s["image_size"], METHODS[s["method"]].needs_labels, self.progress)
         set_determinism(seed=s["seed"])
+        torch.backends.cudnn.benchmark = self.device.type == "cuda"  # fixed shapes: autotuned kernels pay off
         method = build_method(s["method"], s["encoder"], s["method_options"], num_classes=len(data.classes))
         loaded = method.load_init(s["init"])
         method.to(self.device, memory_format=self.memory_format)
