@@ -22,23 +22,16 @@ import numpy as np
 import pydicom
 import pytest
 from bundle_helpers import IMAGE_SIZE, shared_export
-from test_bad_input_data import edit_dicom
+from dicom_helpers import edit_dicom
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # the app is a folder of the repository, not an installed package
 
 from app.cli import main  # noqa: E402
+from cardioseg.clinical.outputs import OUTPUT_FILES  # noqa: E402
 
-OUTPUTS = {
-    "segmentation.dcm",
-    "labels_cine.nii.gz",
-    "labels_ed.nii.gz",
-    "labels_es.nii.gz",
-    "indices.json",
-    "report.txt",
-    "ed_es.png",
-}
+OUTPUTS = set(OUTPUT_FILES.values())
 
 
 @pytest.fixture(scope="module")

@@ -18,21 +18,14 @@ from dicom_helpers import edit_dicom, phantom_study
 from cardioseg.cli import main
 from cardioseg.clinical.indices import cardiac_indices
 from cardioseg.clinical.model import load_bundle_model
+from cardioseg.clinical.outputs import OUTPUT_FILES
 from cardioseg.clinical.pipeline import run_study
 from cardioseg.clinical.selection import select_short_axis_cine
 from cardioseg.data.dicom_study import scan_study
 from cardioseg.data.nifti_io import load_nifti
 
 PATIENT = "patient002"  # the shared run's validation patient
-OUTPUTS = {
-    "segmentation.dcm",
-    "labels_cine.nii.gz",
-    "labels_ed.nii.gz",
-    "labels_es.nii.gz",
-    "indices.json",
-    "report.txt",
-    "ed_es.png",
-}
+OUTPUTS = set(OUTPUT_FILES.values())
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cardioseg.data.phantom import ground_truth, make_patient
-from cardioseg.errors import CardiosegError
 from cardioseg.clinical.indices import cardiac_indices
 from cardioseg.clinical.postprocess import LV, MYO, RV, clean_labels
+from cardioseg.data.phantom import ground_truth, make_patient
+from cardioseg.errors import CardiosegError
 
 
 @pytest.fixture(scope="module")

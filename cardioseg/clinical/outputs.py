@@ -26,6 +26,15 @@ from .report import indices_record, write_indices_json, write_report
 SEG_FILE = "segmentation.dcm"
 CINE_LABELS, ED_LABELS, ES_LABELS = "labels_cine.nii.gz", "labels_ed.nii.gz", "labels_es.nii.gz"
 INDICES_FILE, REPORT_FILE, PICTURE_FILE = "indices.json", "report.txt", "ed_es.png"
+OUTPUT_FILES = {
+    "seg": SEG_FILE,
+    "labels_cine": CINE_LABELS,
+    "labels_ed": ED_LABELS,
+    "labels_es": ES_LABELS,
+    "indices": INDICES_FILE,
+    "report": REPORT_FILE,
+    "picture": PICTURE_FILE,
+}
 
 
 def check_output_folder(out_dir: str | Path, overwrite: bool) -> None:
@@ -49,15 +58,6 @@ def write_study_outputs(
     """DICOM SEG, NIfTI label maps (the cine, ED and ES), indices JSON, a text report and the ED/ES picture."""
     out_dir = Path(out_dir)
     check_output_folder(out_dir, overwrite)
-    names = {
-        "seg": SEG_FILE,
-        "labels_cine": CINE_LABELS,
-        "labels_ed": ED_LABELS,
-        "labels_es": ES_LABELS,
-        "indices": INDICES_FILE,
-        "report": REPORT_FILE,
-        "picture": PICTURE_FILE,
-    }
     with atomic_directory(out_dir, overwrite=overwrite) as stage:
         write_dicom_seg(
             series,
@@ -75,4 +75,4 @@ def write_study_outputs(
         write_indices_json(record, stage / INDICES_FILE)
         write_report(record, stage / REPORT_FILE)
         write_picture(series, labels, indices, stage / PICTURE_FILE)
-    return {key: out_dir / name for key, name in names.items()}
+    return {key: out_dir / name for key, name in OUTPUT_FILES.items()}
