@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 STACK := ulimit -s 32768 2>/dev/null || true;
 
 demo: $(STAMP)
-	$(STACK) $(CLI) phantom --patients 10 --out $(DEMO)/phantom --overwrite
+	$(STACK) $(CLI) phantom --patients 10 --studies --out $(DEMO)/phantom --overwrite
 	$(STACK) $(CLI) data summary $(DEMO)/phantom
 	$(STACK) $(CLI) data summary $(DEMO)/phantom/dicom
 	$(STACK) $(CLI) data contact-sheet $(DEMO)/phantom --out $(DEMO)/contact_sheet.png --max 8 --overwrite
@@ -34,7 +34,7 @@ demo: $(STAMP)
 	$(STACK) $(PY) -m monai.bundle run --config_file $(DEMO)/run/cardiac_sax_seg/configs/inference.json \
 	    --bundle_root $(DEMO)/run/cardiac_sax_seg --dataset_dir $(DEMO)/phantom/patient001 --output_dir $(DEMO)/seg
 	rm -rf $(DEMO)/study
-	$(STACK) $(PY) app -i $(DEMO)/phantom/dicom/patient010 -o $(DEMO)/study -m $(DEMO)/run/cardiac_sax_seg
+	$(STACK) $(PY) app -i $(DEMO)/phantom/studies/patient010 -o $(DEMO)/study -m $(DEMO)/run/cardiac_sax_seg
 	$(STACK) $(CLI) phantom-compare $(DEMO)/study/indices.json $(DEMO)/phantom/ground_truth.json
 
 # dciodvfy (Debian's dicom3tools) validates the app's DICOM SEG in the tests; they skip, saying why, without it.

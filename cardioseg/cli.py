@@ -28,10 +28,12 @@ def cmd_phantom(args: argparse.Namespace) -> None:
         image_size=args.size,
         n_frames=args.frames,
         n_slices=args.slices,
+        studies=args.studies,
         overwrite=args.overwrite,
         progress=show_progress(args),
     )
-    print(f"wrote {args.patients} phantom patients to {out} (raw ACDC layout, DICOM under {out / 'dicom'})")
+    studies = f", whole studies under {out / 'studies'}" if args.studies else ""
+    print(f"wrote {args.patients} phantom patients to {out} (raw ACDC layout, DICOM under {out / 'dicom'}{studies})")
 
 
 def cmd_data_summary(args: argparse.Namespace) -> None:
@@ -197,6 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
     phantom.add_argument("--size", type=int, default=128, help="in-plane matrix size (pixels)")
     phantom.add_argument("--frames", type=int, default=12, help="cine frames per cardiac cycle")
     phantom.add_argument("--slices", type=int, default=8, help="short-axis slices base to apex")
+    phantom.add_argument(
+        "--studies",
+        action="store_true",
+        help="also studies/patientNNN/: the cine beside a localizer and a 4-chamber cine",
+    )
     phantom.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     phantom.set_defaults(func=cmd_phantom)
 

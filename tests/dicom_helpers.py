@@ -24,8 +24,7 @@ def phantom_study(phantom_dir: Path, patient: str, study: Path, *, survey: bool 
     """``study/`` holding the phantom patient's short-axis cine (``sax/``) and, with ``survey``, a localizer,
     a four-chamber cine and a README, as a scanner's export holds them. ``phantom_dir`` was written by
     ``write_cohort(..., seed=0)`` with its default sizes."""
-    from cardioseg.data.phantom import make_patient
-    from cardioseg.data.phantom_study import write_survey_series
+    from cardioseg.data.phantom import make_patient, write_survey_series
 
     shutil.copytree(phantom_dir / "dicom" / patient, study / "sax")
     if survey:

@@ -218,3 +218,14 @@ def test_twenty_studies_in_one_process_without_memory_growth(bundle, tmp_path):
         run_study(cohort / "dicom" / "patient001", None, tmp_path / f"out{n}", model=model)
         resident.append(_resident_mib())
     assert resident[-1] - resident[4] < 25, resident
+
+
+def test_phantom_studies_hold_the_cine_beside_a_localizer_and_a_long_axis_cine(tmp_path):
+    from cardioseg.data.phantom import write_cohort
+    from cardioseg.data.summary import summarize
+
+    cohort = write_cohort(tmp_path / "c", 1, image_size=32, n_frames=3, n_slices=3, studies=True, progress=False)
+    scan = scan_study(cohort / "studies" / "patient001")
+    assert sorted(s.description for s in scan.series) == ["SA cine phantom", "cine 4ch", "localizer"]
+    assert select_short_axis_cine(scan).series.description == "SA cine phantom"
+    assert summarize(cohort)["patients"] == 1  # the studies do not count as patients of the cohort

@@ -4,7 +4,8 @@ Why: tests, CI and the demo need labelled cine data that a network has to actual
 textured surroundings, bias field, noise, partial volume), with ground truth volumes and EF to check the
 clinical indices against, without shipping patient data. The cohort is written twice, in the raw ACDC
 layout (NIfTI + Info.cfg) and as DICOM, so the same studies exercise both the training readers and the
-deployment app. Same seed, same bytes.
+deployment app; on request also as whole studies, the cine beside a localizer and a long-axis cine, as a
+scanner exports them. Same seed, same bytes.
 
 Anatomy (all in mm; no library offers a cardiac cine phantom, so it is written here): the LV is a truncated
 half-ellipsoid (endocardium inside epicardium, base plane at slice 0, apex near the last slice); the RV is a
@@ -27,7 +28,7 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_directory
 from ..errors import CardiosegError
-from .dicom_cine import write_dicom_cine
+from .dicom_cine import derived_uid, write_dicom_cine
 from .nifti_io import save_nifti
 
 GENERATOR_VERSION = 1
@@ -484,6 +485,11 @@ def write_acdc_patient(folder: Path, patient: Patient) -> None:
         save_nifti(folder / f"{name}_frame{frame:02d}_gt.nii.gz", label, affine)
 
 
+def _uid_key(patient: Patient) -> str:
+    """What the patient's DICOM UIDs derive from: the same seed and patient give the same UIDs."""
+    return f"cardioseg-phantom-v{GENERATOR_VERSION}/{patient.seed[0]}/{patient.name}"
+
+
 def write_dicom_patient(folder: Path, patient: Patient) -> None:
     """The same study as one DICOM MR cine series, with UIDs derived from the seed and patient."""
     scan = patient.scan
@@ -493,7 +499,7 @@ def write_dicom_patient(folder: Path, patient: Patient) -> None:
         scan.affine,
         patient_id=patient.name,
         frame_interval_ms=scan.rr_ms / scan.n_frames,
-        uid_key=f"cardioseg-phantom-v{GENERATOR_VERSION}/{patient.seed[0]}/{patient.name}",
+        uid_key=_uid_key(patient),
         slice_thickness_mm=scan.thickness_mm,
         tags={
             "PatientSize": round(patient.height_cm / 100, 3),
@@ -501,6 +507,49 @@ def write_dicom_patient(folder: Path, patient: Patient) -> None:
             "HeartRate": round(60000 / scan.rr_ms),
             "SeriesDescription": "SA cine phantom",
         },
+    )
+
+
+def write_survey_series(folder: Path, patient: Patient) -> None:
+    """The other series of a real study, in the patient's study: an axial localizer (three single-phase
+    planes, series 90, ``ImageType`` LOCALIZER) and a four-chamber cine (one slice position, every phase,
+    series 91). Their images are the phantom's own frames in other planes: only their headers matter, to
+    series selection."""
+    scan, cine = patient.scan, patient.cine.astype(np.int64).clip(0, None)
+    key = _uid_key(patient)
+    study = {
+        "StudyInstanceUID": derived_uid(key, "study"),
+        "FrameOfReferenceUID": derived_uid(key, "frame-of-reference"),
+    }
+    axial = np.diag([scan.pixel_mm, scan.pixel_mm, 20.0, 1.0])
+    axial[:3, 3] = scan.affine[:3, 3]
+    localizer = {
+        "SeriesNumber": 90,
+        "SeriesDescription": "localizer",
+        "ImageType": ["ORIGINAL", "PRIMARY", "LOCALIZER"],
+    }
+    write_dicom_cine(
+        folder / "localizer",
+        cine[:1, :3],
+        axial,
+        patient_id=patient.name,
+        frame_interval_ms=scan.rr_ms,
+        uid_key=f"{key}/localizer",
+        tags={**study, **localizer},
+    )
+    col, row, normal = (scan.affine[:3, i] / np.linalg.norm(scan.affine[:3, i]) for i in range(3))
+    long_axis = np.eye(4)
+    long_axis[:3, 0], long_axis[:3, 1], long_axis[:3, 2] = col * scan.pixel_mm, normal * scan.pixel_mm, row * 8.0
+    long_axis[:3, 3] = scan.affine[:3, 3]
+    mid = cine.shape[1] // 2
+    write_dicom_cine(
+        folder / "cine_4ch",
+        cine[:, mid : mid + 1],
+        long_axis,
+        patient_id=patient.name,
+        frame_interval_ms=scan.rr_ms / scan.n_frames,
+        uid_key=f"{key}/4ch",
+        tags={**study, "SeriesNumber": 91, "SeriesDescription": "cine 4ch"},
     )
 
 
@@ -512,11 +561,14 @@ def write_cohort(
     image_size: int = 128,
     n_frames: int = 12,
     n_slices: int = 8,
+    studies: bool = False,
     overwrite: bool = False,
     progress: bool = True,
 ) -> Path:
     """Write ``n_patients`` phantom patients as raw ACDC (``patientNNN/``), DICOM (``dicom/patientNNN/``)
     and ``ground_truth.json``, all or nothing: a failure leaves ``out_dir`` as it was. Same seed, same bytes.
+    With ``studies``, also ``studies/patientNNN/`` as a scanner exports a study: the short-axis cine
+    (``sax/``) beside a localizer and a four-chamber cine (:func:`write_survey_series`).
     """
     if n_patients < 1 or n_frames < 2 or n_slices < 3 or image_size < 32:
         raise CardiosegError(
@@ -541,6 +593,9 @@ def write_cohort(
             patient = make_patient(seed, index, image_size=image_size, n_frames=n_frames, n_slices=n_slices)
             write_acdc_patient(tmp / patient.name, patient)
             write_dicom_patient(tmp / "dicom" / patient.name, patient)
+            if studies:
+                write_dicom_patient(tmp / "studies" / patient.name / "sax", patient)
+                write_survey_series(tmp / "studies" / patient.name, patient)
             truth["patients"][patient.name] = ground_truth(patient)
         (tmp / "ground_truth.json").write_text(json.dumps(truth, indent=2) + "\n")
     return out_dir
