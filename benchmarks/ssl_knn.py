@@ -4,24 +4,31 @@ The standard check of self-supervised features (as solo-learn and lightly report
 features of labelled "bank" images vote, by cosine similarity, on the class of "query" images. Per class,
 the first ``--pretrain-per-class`` images go to pretraining (labels unused), the next ``--bank-per-class``
 form the bank and the rest the queries: neither bank nor queries are seen in pretraining. The random
-encoder is the same network before pretraining (same seed), scored in the same run.
+encoder is the same network before pretraining (same seed), scored in the same run; every milestone
+checkpoint the run writes (epochs 1-10, every second to 24, ...) is scored too, so one run gives the curve
+"k-NN accuracy against pretraining epochs" (``ssl_knn_<device>.json`` and ``.png`` in benchmarks/results/).
+``knn_top1`` uses the deepest (stride 32) map, as the protocol does; every other stride of the encoder is
+scored beside it (a U-Net uses them all through its skip connections; at 32 px the deepest map is 1 x 1).
+An ``--output-dir`` that already holds a finished run with the same settings is scored, not pretrained again.
+An epoch is ``--epoch-length`` images drawn from the pretraining set (8,000 of 16,000: twice as many
+checkpoints on the curve for the same compute).
 
-    python -m benchmarks.ssl_knn --data ../shared/data/cifar10_subset --method simclr --encoder resnet18 \
-        --image-size 32 --epochs 3 --batch-size 128
+    python -m benchmarks.ssl_knn --data ../shared/data/cifar10_subset --method simclr --encoder resnet18 \\
+        --image-size 32 --epochs 10 --epoch-length 8000 --batch-size 128 --learning-rate 0.002 --p-blur 0
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from monai.bundle import ConfigWorkflow
 
-from benchmarks.common import table, write_result
+from benchmarks.common import RESULTS, device_tag, table, write_result
 from cardioseg.data.imagefolder import list_images, load_image
 from cardioseg.nets import build_encoder, build_unet, encoder_of, load_pretrained
 
@@ -51,41 +58,57 @@ def link_folder(paths: list[Path], target: Path) -> Path:
     return target
 
 
+def recipe_settings(args: argparse.Namespace) -> dict:
+    """What the generalist recipe is run with (besides data and output folder)."""
+    return {
+        "method": args.method,
+        "encoder": args.encoder,
+        "image_size": args.image_size,
+        "epochs": args.epochs,
+        "epoch_length": args.epoch_length,
+        "batch_size": args.batch_size,
+        "optimizer": "adamw",
+        "learning_rate": args.learning_rate,
+        "weight_decay": 1e-4,
+        "warmup_epochs": args.warmup_epochs,
+        "augmentation": json.loads(RECIPE.read_text())["augmentation"] | {"p_blur": args.p_blur},
+        "seed": args.seed,
+    }
+
+
 def pretrain(args: argparse.Namespace, data: Path, out: Path) -> Path:
+    """The generalist recipe on ``data``; returns the run's ``models`` folder (milestones and final.pt)."""
     workflow = ConfigWorkflow(
         config_file=str(RECIPE),
         logging_file=str(RECIPE.with_name("logging.conf")),
         run_id="pretraining",
         workflow_type=None,
-        method=args.method,
-        encoder=args.encoder,
         data=[str(data)],
-        image_size=args.image_size,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        optimizer="adamw",
-        learning_rate=args.learning_rate,
-        weight_decay=1e-4,
-        warmup_epochs=1,
-        seed=args.seed,
         output_dir=str(out),
         progress=False,
+        **recipe_settings(args),
     )
     workflow.initialize()
     workflow.run()
-    return out / "models" / "final.pt"
+    return out / "models"
+
+
+def load_images(items: list, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grey images resized to ``size`` (as pretraining saw them), ``(N, 1, size, size)``, and their labels."""
+    images = torch.stack([torch.from_numpy(load_image(p, grayscale=True)) for p, _ in items])
+    images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+    return images, torch.tensor([label for _, label in items])
+
+
+STRIDES = (2, 4, 8, 16, 32)
 
 
 @torch.inference_mode()
-def features(encoder: torch.nn.Module, items: list, size: int) -> torch.Tensor:
-    """L2-normalised pooled features of grey images resized to ``size``, as pretraining saw them."""
+def features(encoder: torch.nn.Module, images: torch.Tensor) -> list[torch.Tensor]:
+    """L2-normalised pooled features of each of the encoder's five maps (strides 2 to 32), in eval mode."""
     encoder.eval()
-    out = []
-    for start in range(0, len(items), 256):
-        batch = [torch.from_numpy(load_image(p, grayscale=True)) for p, _ in items[start : start + 256]]
-        images = F.interpolate(torch.stack(batch), size=(size, size), mode="bilinear", align_corners=False)
-        out.append(F.normalize(encoder(images)[-1].mean(dim=(2, 3)), dim=1))
-    return torch.cat(out)
+    maps = [encoder(batch) for batch in images.split(256)]
+    return [torch.cat([F.normalize(m[i].mean(dim=(2, 3)), dim=1) for m in maps]) for i in range(len(STRIDES))]
 
 
 def knn_accuracy(
@@ -105,10 +128,50 @@ def knn_accuracy(
     return float((votes.argmax(1) == labels).float().mean())
 
 
-def score(encoder: torch.nn.Module, bank: list, queries: list, size: int) -> float:
-    bank_labels = torch.tensor([label for _, label in bank])
-    query_labels = torch.tensor([label for _, label in queries])
-    return knn_accuracy(features(encoder, bank, size), bank_labels, features(encoder, queries, size), query_labels)
+def score(encoder: torch.nn.Module, bank: tuple, queries: tuple) -> dict[int, float]:
+    """k-NN top-1 of the queries against the bank (each an ``(images, labels)`` pair), per encoder stride."""
+    bank_features, query_features = features(encoder, bank[0]), features(encoder, queries[0])
+    return {
+        stride: knn_accuracy(b, bank[1], q, queries[1])
+        for stride, b, q in zip(STRIDES, bank_features, query_features, strict=True)
+    }
+
+
+def score_checkpoint(path: Path, encoder: str, bank: tuple, queries: tuple) -> dict[int, float]:
+    unet = build_unet(encoder, out_channels=1)
+    load_pretrained(unet, path)
+    return score(encoder_of(unet), bank, queries)
+
+
+def finished_run(out: Path, settings: dict) -> bool:
+    """Whether ``out`` holds a finished pretraining run with these settings (then it is scored, not redone)."""
+    if not (out / "models" / "final.pt").exists():
+        return False
+    recorded = json.loads((out / "data.json").read_text())["settings"]
+    changed = [k for k, v in settings.items() if recorded.get(k) != v]
+    if changed:
+        raise SystemExit(f"{out} holds a pretraining run with other settings ({', '.join(changed)})")
+    return True
+
+
+def curve_plot(rows: list[dict], path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for stride, colour in ((32, "C0"), (16, "C1")):
+        epochs, accuracy = [r["epoch"] for r in rows[1:]], [r["knn_by_stride"][stride] for r in rows[1:]]
+        ax.plot(epochs, accuracy, marker="o", color=colour, label=f"pretrained, stride-{stride} features")
+        ax.axhline(rows[0]["knn_by_stride"][stride], color=colour, linestyle="--", label=f"random, stride {stride}")
+    ax.set(xlabel="pretraining epoch", ylabel="k-NN top-1 on held-out images", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def main() -> None:
@@ -117,42 +180,81 @@ def main() -> None:
     parser.add_argument("--method", default="simclr")
     parser.add_argument("--encoder", default="resnet18")
     parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epoch-length", type=int, default=8000, help="images per epoch")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--warmup-epochs", type=int, default=1)
+    parser.add_argument(
+        "--p-blur",
+        type=float,
+        default=0.0,
+        help="chance of the recipe's Gaussian blur (sigma up to 2 px wipes out a 32 px image; SimCLR's CIFAR "
+        "setting has no blur)",
+    )
     parser.add_argument("--pretrain-per-class", type=int, default=1600)
     parser.add_argument("--bank-per-class", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--result-name", default="ssl_knn", help="benchmarks/results/NAME_<device>.json and .png")
+    parser.add_argument("--output-dir", type=Path, help="keep the pretraining run here (default: temporary)")
     args = parser.parse_args()
 
-    train, bank, queries = split_per_class(args.data, args.pretrain_per_class, args.bank_per_class)
+    train, bank_items, query_items = split_per_class(args.data, args.pretrain_per_class, args.bank_per_class)
+    bank, queries = load_images(bank_items, args.image_size), load_images(query_items, args.image_size)
     torch.manual_seed(args.seed)
-    random_encoder = build_encoder(args.encoder)
-    rows = [
-        {
-            "encoder": f"random {args.encoder}",
-            "knn_top1": round(score(random_encoder, bank, queries, args.image_size), 4),
-        }
-    ]
+    scores = {0: score(build_encoder(args.encoder), bank, queries)}
     with tempfile.TemporaryDirectory(prefix="ssl_knn_") as work:
-        start = time.perf_counter()
-        checkpoint = pretrain(args, link_folder(train, Path(work) / "images"), Path(work) / "run")
-        seconds = time.perf_counter() - start
-        unet = build_unet(args.encoder, out_channels=1)
-        load_pretrained(unet, checkpoint)
-    accuracy = score(encoder_of(unet), bank, queries, args.image_size)
-    rows.append({"encoder": f"{args.method} {args.encoder}, {args.epochs} epochs", "knn_top1": round(accuracy, 4)})
-    print(table(rows, ["encoder", "knn_top1"]))
+        out = args.output_dir or Path(work) / "run"
+        if args.output_dir and finished_run(out, recipe_settings(args)):
+            print(f"scoring the finished pretraining run in {out}")
+            models = out / "models"
+        else:
+            models = pretrain(args, link_folder(train, Path(work) / "images"), out)
+        run_log = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        for path in sorted(models.glob("epoch_*.pt")):
+            scores[int(path.stem.split("_")[1])] = score_checkpoint(path, args.encoder, bank, queries)
+        if args.epochs not in scores:  # the last epoch is no milestone: final.pt holds it
+            scores[args.epochs] = score_checkpoint(models / "final.pt", args.encoder, bank, queries)
+    losses = {line["epoch"]: line["train_loss"] for line in run_log}
+    rows = []
+    for epoch, by_stride in scores.items():
+        by_stride = {stride: round(accuracy, 4) for stride, accuracy in by_stride.items()}
+        random = rows[0]["knn_by_stride"] if rows else by_stride
+        rows.append(
+            {
+                "epoch": epoch,
+                "encoder": f"random {args.encoder}" if epoch == 0 else f"{args.method} {args.encoder}",
+                "train_loss": losses.get(epoch, ""),
+                "knn_top1": by_stride[32],
+                "gain_points": round(100 * (by_stride[32] - random[32]), 1),
+                "knn_stride16": by_stride[16],
+                "gain16_points": round(100 * (by_stride[16] - random[16]), 1),
+                "knn_by_stride": by_stride,
+            }
+        )
+    columns = ["epoch", "encoder", "train_loss", "knn_top1", "gain_points", "knn_stride16", "gain16_points"]
+    print(table(rows, columns))
     path = write_result(
-        "ssl_knn",
+        args.result_name,
         {
             "rows": rows,
-            "pretraining_seconds": round(seconds, 1),
-            "images": {"pretrain": len(train), "bank": len(bank), "queries": len(queries)},
-            "settings": vars(args) | {"data": str(args.data)},
+            "random_knn_top1": rows[0]["knn_top1"],
+            "final_knn_top1": rows[-1]["knn_top1"],
+            "best_knn_top1": max(r["knn_top1"] for r in rows[1:]),
+            "pretraining_seconds": run_log[-1]["train_seconds"],
+            "images": {"pretrain": len(train), "bank": len(bank_items), "queries": len(query_items)},
+            "knn": {
+                "k": 20,
+                "temperature": 0.07,
+                "features": "global average of each encoder map (knn_top1: the deepest, stride 32), L2-normalised, "
+                "eval mode",
+            },
+            "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         },
     )
     print(f"wrote {path}")
+    title = f"{args.method} {args.encoder}, {args.image_size} px grey CIFAR-10, {len(train)} images"
+    print("wrote", curve_plot(rows, RESULTS / f"{args.result_name}_{device_tag()}.png", title))
 
 
 if __name__ == "__main__":
