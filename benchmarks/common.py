@@ -22,16 +22,15 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, default=256)
 
 
-def train_bundle(output_dir: str | Path, **overrides) -> None:
-    """One fine-tuning run through the bundle's train.json, as a user runs it, into ``output_dir``."""
+def run_config(config_file: Path, run_id: str, output_dir: str | Path, **overrides) -> None:
+    """One run of a bundle-style config (``training`` of the bundle, ``pretraining`` of a recipe), as a user
+    runs it, into ``output_dir``, with the config's logging and no progress bars."""
     from monai.bundle import ConfigWorkflow
 
-    from cardioseg.bundle import TRAIN_CONFIG
-
     workflow = ConfigWorkflow(
-        config_file=str(TRAIN_CONFIG),
-        logging_file=str(TRAIN_CONFIG.with_name("logging.conf")),
-        run_id="training",
+        config_file=str(config_file),
+        logging_file=str(Path(config_file).with_name("logging.conf")),
+        run_id=run_id,
         workflow_type=None,
         output_dir=str(output_dir),
         progress=False,
@@ -39,6 +38,25 @@ def train_bundle(output_dir: str | Path, **overrides) -> None:
     )
     workflow.initialize()
     workflow.run()
+
+
+def train_bundle(output_dir: str | Path, **overrides) -> None:
+    """One fine-tuning run through the bundle's train.json into ``output_dir``."""
+    from cardioseg.bundle import TRAIN_CONFIG
+
+    run_config(TRAIN_CONFIG, "training", output_dir, **overrides)
+
+
+def finished_run(out: Path, settings: dict, last: str = "models/final.pt") -> bool:
+    """Whether ``out`` holds a run with these settings that wrote ``last`` (then it is read, not run again);
+    a run there with other settings stops the benchmark."""
+    if not (out / "data.json").exists() or not (out / last).exists():
+        return False
+    recorded = json.loads((out / "data.json").read_text())["settings"]
+    changed = [k for k, v in settings.items() if recorded.get(k) != v]
+    if changed:
+        raise SystemExit(f"{out} holds a run with other settings ({', '.join(changed)})")
+    return True
 
 
 def machine() -> dict:

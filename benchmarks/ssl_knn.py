@@ -26,9 +26,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from monai.bundle import ConfigWorkflow
 
-from benchmarks.common import RESULTS, device_tag, table, write_result
+from benchmarks.common import RESULTS, device_tag, finished_run, run_config, table, write_result
 from cardioseg.data.imagefolder import list_images, load_image
 from cardioseg.nets import build_encoder, build_unet, encoder_of, load_pretrained
 
@@ -78,18 +77,7 @@ def recipe_settings(args: argparse.Namespace) -> dict:
 
 def pretrain(args: argparse.Namespace, data: Path, out: Path) -> Path:
     """The generalist recipe on ``data``; returns the run's ``models`` folder (milestones and final.pt)."""
-    workflow = ConfigWorkflow(
-        config_file=str(RECIPE),
-        logging_file=str(RECIPE.with_name("logging.conf")),
-        run_id="pretraining",
-        workflow_type=None,
-        data=[str(data)],
-        output_dir=str(out),
-        progress=False,
-        **recipe_settings(args),
-    )
-    workflow.initialize()
-    workflow.run()
+    run_config(RECIPE, "pretraining", out, data=[str(data)], **recipe_settings(args))
     return out / "models"
 
 
@@ -141,17 +129,6 @@ def score_checkpoint(path: Path, encoder: str, bank: tuple, queries: tuple) -> d
     unet = build_unet(encoder, out_channels=1)
     load_pretrained(unet, path)
     return score(encoder_of(unet), bank, queries)
-
-
-def finished_run(out: Path, settings: dict) -> bool:
-    """Whether ``out`` holds a finished pretraining run with these settings (then it is scored, not redone)."""
-    if not (out / "models" / "final.pt").exists():
-        return False
-    recorded = json.loads((out / "data.json").read_text())["settings"]
-    changed = [k for k, v in settings.items() if recorded.get(k) != v]
-    if changed:
-        raise SystemExit(f"{out} holds a pretraining run with other settings ({', '.join(changed)})")
-    return True
 
 
 def curve_plot(rows: list[dict], path: Path, title: str) -> Path:

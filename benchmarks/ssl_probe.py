@@ -21,9 +21,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from monai.bundle import ConfigWorkflow
-
-from benchmarks.common import RESULTS, device_tag, table, train_bundle, write_result
+from benchmarks.common import RESULTS, device_tag, finished_run, run_config, table, train_bundle, write_result
 from cardioseg.engine.epoch_log import read_metrics
 from cardioseg.visualize import convergence_plot
 
@@ -48,32 +46,11 @@ def pretrain_settings(args: argparse.Namespace, method: str) -> dict:
     }
 
 
-def finished(out: Path, settings: dict, last: str) -> bool:
-    """Whether ``out`` holds a run with these settings that wrote ``last`` (then it is read, not run again)."""
-    if not (out / "data.json").exists() or not (out / last).exists():
-        return False
-    recorded = json.loads((out / "data.json").read_text())["settings"]
-    changed = [k for k, v in settings.items() if recorded.get(k) != v]
-    if changed:
-        raise SystemExit(f"{out} holds a run with other settings ({', '.join(changed)})")
-    return True
-
-
 def pretrain(args: argparse.Namespace, method: str, out: Path) -> Path:
     """The specialist recipe on the dataset's training patients; returns its ``final.pt``."""
     settings = pretrain_settings(args, method)
-    if not finished(out, settings, "models/final.pt"):
-        workflow = ConfigWorkflow(
-            config_file=str(RECIPE),
-            logging_file=str(RECIPE.with_name("logging.conf")),
-            run_id="pretraining",
-            workflow_type=None,
-            output_dir=str(out),
-            progress=False,
-            **settings,
-        )
-        workflow.initialize()
-        workflow.run()
+    if not finished_run(out, settings):
+        run_config(RECIPE, "pretraining", out, **settings)
     return out / "models" / "final.pt"
 
 
@@ -92,7 +69,7 @@ def finetune(args: argparse.Namespace, seed: int, pretrained: Path | None, out: 
         "batch_size": args.batch_size,
         "learning_rate": args.learning_rate,
     }
-    if not (finished(out, settings, "metrics.jsonl") and len(read_metrics(out / "metrics.jsonl")) == args.epochs):
+    if not (finished_run(out, settings, "metrics.jsonl") and len(read_metrics(out / "metrics.jsonl")) == args.epochs):
         train_bundle(out, **settings)
     return read_metrics(out / "metrics.jsonl")
 
