@@ -47,6 +47,20 @@ def train_bundle(output_dir: str | Path, **overrides) -> None:
     run_config(TRAIN_CONFIG, "training", output_dir, **overrides)
 
 
+def few_label_settings(args: argparse.Namespace, seed: int) -> dict:
+    """The bundle overrides of one few-label fine-tuning run, from the arguments the benchmarks share."""
+    return {
+        "encoder": args.encoder,
+        "image_size": args.image_size,
+        "num_labelled_patients": args.labelled_patients,
+        "seed": seed,
+        "epochs": args.epochs,
+        "epoch_length": args.epoch_length,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+    }
+
+
 def finished_run(out: Path, settings: dict, last: str = "models/final.pt") -> bool:
     """Whether ``out`` holds a run with these settings that wrote ``last`` (then it is read, not run again);
     a run there with other settings stops the benchmark."""
@@ -90,7 +104,8 @@ def write_result(name: str, result: dict, out_dir: Path | None = None) -> Path:
     out_dir = out_dir or RESULTS
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}_{device_tag()}.json"
-    path.write_text(json.dumps({"machine": machine(), "command": command(), **result}, indent=2) + "\n")
+    text = json.dumps({"machine": machine(), "command": command(), **result}, indent=2, default=str)  # Paths
+    path.write_text(text + "\n")
     return path
 
 

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# One lent-GPU session (see ../shared/device/README.md): train-step throughput (fast path vs plain MONAI)
-# and time to accuracy on real ACDC, from wheels and a slice cache carried in .device/ (git-ignored):
-#   pip download (python 3.12 manylinux wheels) monai==1.6.1 pytorch-ignite==0.5.5 -d .device/whl
+# One lent-GPU session (see ../shared/device/README.md): the benchmarks that need a GPU, from wheels and a
+# slice cache carried in .device/ (git-ignored):
+#   pip download (python 3.12 manylinux wheels) monai==1.6.1 pytorch-ignite==0.5.5 lightly -d .device/whl
 #   .venv/bin/cardioseg data cache ../shared/data/acdc_ssl4mis --out .device/acdc256.xz --size 256
-# then on the device, with carry [".device"]:  bash benchmarks/gpu_session.sh
-# Dry run on the CPU at tiny size: PY=.venv/bin/python CACHE=tiny.xz ENCODER=resnet18 EPOCHS=1 STEPS=2 ...
+# then on the device, with carry [".device"]:  STEPS="throughput tta pretrain packed" bash benchmarks/gpu_session.sh
+#   throughput  fine-tuning train step, fast path vs plain MONAI (issue 10, target 1)
+#   tta         time to 0.90 val Dice from process start (issue 10, target 2)
+#   pretrain    BYOL ResNet-50 224 px pretraining images/s, view loader vs lightly's pipeline (issue 8)
+#   packed      4 few-label runs at once vs one after another (issue 10, target 4)
+# Dry run on the CPU at tiny size: PY=.venv/bin/python CACHE=tiny.xz ENCODER=resnet18 EPOCHS=1 STEPS=... SMALL=1
 set -uo pipefail
 PY=${PY:-python3}
 if [ "$PY" = python3 ]; then
@@ -17,12 +21,30 @@ OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 CACHE=${CACHE:-.device/acdc256.xz}
 ENCODER=${ENCODER:-resnet50}
+SMALL=${SMALL:-0}  # 1: tiny sizes for a CPU dry run
 $PY -c "import torch, monai; print('torch', torch.__version__, 'monai', monai.__version__)"
-timeout "${THROUGHPUT_TIMEOUT:-300}" $PY -m benchmarks.train_throughput --dataset-dir "$CACHE" --dataset-format cache \
-  --encoder "$ENCODER" --batch-size "${BATCH:-64}" --steps "${STEPS:-30}" --workers "${WORKERS:-14}" \
-  --variants "${VARIANTS:-monai,fast,fast-compile}" 2>&1 | grep -v Warning | tee "$OUT/throughput.log"
-timeout "${TTA_TIMEOUT:-240}" $PY -m benchmarks.time_to_accuracy --dataset-dir "$CACHE" --dataset-format cache \
-  --encoder "$ENCODER" --epochs "${EPOCHS:-50}" --batch-size 32 --learning-rate 0.002 \
-  2>&1 | grep -v Warning | tee "$OUT/time_to_accuracy.log"
+log() { grep -v Warning | tee "$OUT/$1.log"; }
+for step in ${STEPS:-throughput tta}; do
+  case $step in
+  throughput)
+    timeout "${THROUGHPUT_TIMEOUT:-300}" $PY -m benchmarks.train_throughput --dataset-dir "$CACHE" --dataset-format cache \
+      --encoder "$ENCODER" --batch-size "${BATCH:-64}" --steps "${TRAIN_STEPS:-30}" --workers "${WORKERS:-14}" \
+      --variants "${VARIANTS:-monai,fast,fast-compile}" 2>&1 | log throughput ;;
+  tta)
+    timeout "${TTA_TIMEOUT:-240}" $PY -m benchmarks.time_to_accuracy --dataset-dir "$CACHE" --dataset-format cache \
+      --encoder "$ENCODER" --epochs "${EPOCHS:-50}" --batch-size 32 --learning-rate 0.002 2>&1 | log time_to_accuracy ;;
+  pretrain)
+    if [ "$SMALL" = 1 ]; then size=(--image-size 32 --batch-size 8 --images 64 --warmup 1 --steps 2 --repeats 1 --loader-steps 2)
+    else size=(--image-size 224 --batch-size 256 --images 5000 --warmup 5 --steps 20 --repeats 3); fi
+    timeout "${PRETRAIN_TIMEOUT:-300}" $PY -m benchmarks.pretrain_throughput --data "$CACHE" --method byol \
+      --encoder "$ENCODER" "${size[@]}" --out-dir "$OUT" 2>&1 | log pretrain_throughput ;;
+  packed)
+    if [ "$SMALL" = 1 ]; then size=(--image-size 64 --runs 2 --slots 2 --epochs 1 --epoch-length 32 --batch-size 8)
+    else size=(--image-size 256 --runs 4 --slots 4 --epochs 10 --epoch-length 320); fi
+    timeout "${PACKED_TIMEOUT:-300}" $PY -m benchmarks.packed_runs --dataset-dir "$CACHE" --dataset-format cache \
+      --encoder "$ENCODER" --labelled-patients 3 "${size[@]}" --out-dir "$OUT" 2>&1 | log packed_runs ;;
+  *) echo "unknown step $step" >&2; exit 2 ;;
+  esac
+done
 cp benchmarks/results/*.json benchmarks/results/*.png "$OUT/" 2>/dev/null
 ls -la "$OUT"

@@ -18,7 +18,7 @@ runs the lightly way in fp32, contiguous, as lightly's examples train). Repeats 
 is its two views; augmentation, transfer and optimiser step included), the median per way, the ratio
 cardioseg / lightly, and each loader alone (batches drawn, no step). Data reading and resizing to the
 grid are one-time preparation, outside the timing. cuDNN autotuning is on for both ways on CUDA (as
-fine-tuning's train.json sets it; the pretraining recipes do not). Writes
+fine-tuning and the pretraining recipes set it). Writes
 ``results/pretrain_throughput_<device>.json``.
 
 CPU (the committed result; about 6 minutes on 2 cores shared with other jobs, where torch's two-thread

@@ -166,8 +166,8 @@ def main() -> None:
         "--p-blur",
         type=float,
         default=0.0,
-        help="chance of the recipe's Gaussian blur (sigma up to 2 px wipes out a 32 px image; SimCLR's CIFAR "
-        "setting has no blur)",
+        help="chance of the recipe's Gaussian blur (SimCLR's CIFAR setting has none, and the recorded result "
+        "was made without it)",
     )
     parser.add_argument("--pretrain-per-class", type=int, default=1600)
     parser.add_argument("--bank-per-class", type=int, default=200)
@@ -226,7 +226,7 @@ def main() -> None:
                 "features": "global average of each encoder map (knn_top1: the deepest, stride 32), L2-normalised, "
                 "eval mode",
             },
-            "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "settings": vars(args),
         },
     )
     print(f"wrote {path}")

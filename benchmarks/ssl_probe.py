@@ -21,7 +21,16 @@ import json
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import RESULTS, device_tag, finished_run, run_config, table, train_bundle, write_result
+from benchmarks.common import (
+    RESULTS,
+    device_tag,
+    few_label_settings,
+    finished_run,
+    run_config,
+    table,
+    train_bundle,
+    write_result,
+)
 from cardioseg.engine.epoch_log import read_metrics
 from cardioseg.visualize import convergence_plot
 
@@ -59,15 +68,8 @@ def finetune(args: argparse.Namespace, seed: int, pretrained: Path | None, out: 
     settings = {
         "dataset_dir": str(args.dataset_dir),
         "dataset_format": "ssl4mis",
-        "encoder": args.encoder,
-        "image_size": args.image_size,
         "pretrained": None if pretrained is None else str(pretrained),
-        "num_labelled_patients": args.labelled_patients,
-        "seed": seed,
-        "epochs": args.epochs,
-        "epoch_length": args.epoch_length,
-        "batch_size": args.batch_size,
-        "learning_rate": args.learning_rate,
+        **few_label_settings(args, seed),
     }
     if not (finished_run(out, settings, "metrics.jsonl") and len(read_metrics(out / "metrics.jsonl")) == args.epochs):
         train_bundle(out, **settings)
@@ -138,7 +140,7 @@ def main() -> None:
             "rows": rows,
             "pretraining": pretraining,
             "curves": curves,
-            "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "settings": vars(args),
             "data_citation": "Bernard et al., IEEE TMI 37(11) 2514-2525, 2018 (ACDC); SSL4MIS split",
         },
     )

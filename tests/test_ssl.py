@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 import pytest
@@ -65,6 +66,22 @@ def test_views_are_never_constant_and_never_wrap(phantom_dir, natural_dir):
     generator = torch.Generator().manual_seed(1)
     lifted = make_view(bright[None, None], ViewConfig(p_intensity=1.0, brightness=0.5, crop_scale=(1, 1)), generator)
     assert lifted.max() > lifted.min()  # not clipped flat at 1.0
+
+
+def test_blur_takes_the_same_share_of_detail_at_every_view_size():
+    """blur_sigma is in pixels of a 224-pixel view: the largest blur leaves a 32-pixel grating of 8-pixel
+    period as much contrast as the same grating drawn at 224 pixels (unscaled, it would keep under a third)."""
+    blur_only = ViewConfig(
+        crop_scale=(1, 1), crop_ratio=(1, 1), max_rotation_deg=0, p_flip=0, p_intensity=0, p_blur=1,
+        blur_sigma=(2.0, 2.0), p_noise=0,
+    )  # fmt: skip
+    kept = {}
+    for size in (32, 224):
+        grating = (0.5 + 0.5 * torch.sin(torch.arange(size) * (8 * math.pi / size))).repeat(size, 1)[None, None]
+        view = make_view(grating, blur_only, torch.Generator().manual_seed(0))
+        kept[size] = float(view.std() / grating.std())
+    assert kept[32] > 0.9
+    assert abs(kept[32] - kept[224]) < 0.05, kept
 
 
 def test_views_follow_the_seed_and_differ_from_each_other(phantom_dir):
@@ -168,3 +185,32 @@ def test_unreadable_image_names_the_file(tmp_path):
 
 def test_checkpoint_epochs():
     assert [e for e in range(1, 500) if is_milestone(e)] == [*range(1, 11), *range(12, 25, 2), 25, 50, 100, 200, 400]
+
+
+def test_sync_free_lars_steps_as_lightly_does():
+    """The optimizer pretraining builds for "lars" replaces lightly's per-parameter host syncs with tensor
+    arithmetic; its updates must stay lightly's, zero weights and zero gradients included."""
+    from lightly.utils.lars import LARS
+
+    from cardioseg.ssl.trainer import SyncFreeLARS
+
+    def params():
+        torch.manual_seed(0)
+        weights = [torch.randn(8, 4), torch.zeros(4), torch.randn(3, 3), torch.randn(5)]
+        return [w.clone().requires_grad_() for w in weights]
+
+    mine, theirs = params(), params()
+    groups = lambda ps: [{"params": ps[:3]}, {"params": ps[3:], "weight_decay": 0.0}]  # noqa: E731
+    optimizers = [
+        cls(groups(ps), lr=0.5, momentum=0.9, weight_decay=1e-3) for cls, ps in ((SyncFreeLARS, mine), (LARS, theirs))
+    ]
+    for step in range(4):
+        grads = [torch.randn_like(p) for p in mine]
+        grads[2] = torch.zeros_like(grads[2]) if step == 1 else grads[2]
+        for optimizer, ps in zip(optimizers, (mine, theirs), strict=True):
+            for p, g in zip(ps, grads, strict=True):
+                p.grad = g.clone()
+            optimizer.step()
+    for a, b in zip(mine, theirs, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    assert not torch.equal(mine[0], params()[0])  # it did move

@@ -17,6 +17,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .batches import to_device
+
 
 def uniform(n: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:
     """``n`` draws from U(low, high), on the CPU."""
@@ -59,14 +61,14 @@ def affine_theta(
 
 def warp(images: torch.Tensor, theta: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
     """Resample a batch ``(B, C, H, W)`` through per-sample affine matrices; outside the image is 0."""
-    theta = theta.to(images.device, images.dtype)
+    theta = to_device(theta, images.device, images.dtype)
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, mode=mode, padding_mode="zeros", align_corners=False)
 
 
 def per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """CPU draws ``(B,)`` as ``(B, 1, 1, 1)`` on ``like``'s device, to broadcast over images."""
-    return values.to(like.device, like.dtype).view(-1, 1, 1, 1)
+    return to_device(values, like.device, like.dtype).view(-1, 1, 1, 1)
 
 
 def adjust_intensity(
@@ -95,7 +97,7 @@ def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     safe = sigma.clamp_min(1e-6).view(-1, 1)
     kernels = torch.exp(-0.5 * (offsets / safe) ** 2)
     kernels = (kernels / kernels.sum(dim=1, keepdim=True)).repeat_interleave(channels, dim=0)
-    kernels = kernels.to(images.device, images.dtype)
+    kernels = to_device(kernels, images.device, images.dtype)
     width, groups = 2 * radius + 1, n * channels
     flat = images.reshape(1, groups, *images.shape[2:])
     flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="reflect"), kernels.view(-1, 1, 1, width), groups=groups)

@@ -11,6 +11,17 @@ import torch
 from ignite.engine import Engine, Events
 
 
+def to_device(values: torch.Tensor, device: torch.device | str, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A small CPU tensor (a batch's indices, per-image augmentation draws) on the training device, without
+    stalling it: PyTorch waits for the CUDA stream to drain after a blocking copy from pageable memory, once
+    per call; a pinned, non-blocking copy is queued instead (the caching host allocator keeps the pinned
+    block until the copy is done)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return values.to(device, dtype)
+    return values.pin_memory().to(device, dtype, non_blocking=True)
+
+
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """The CPU generator of one epoch: its order, then its augmentation draws."""
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from ..engine.batches import EpochLoader, epoch_generator, epoch_order
+from ..engine.batches import EpochLoader, epoch_generator, epoch_order, to_device
 from .data import PretrainData
 from .views import ViewConfig, make_view
 
@@ -52,7 +52,7 @@ class ViewLoader(EpochLoader):
         pool = torch.arange(len(self.images))
         order = epoch_order(pool, len(self), self.batch_size, generator, self.rank, self.world_size)
         for batch in order.split(self.batch_size):
-            index = batch.to(self.device)
+            index = to_device(batch, self.device)
             images = self.images[index].unsqueeze(1)
             views = [make_view(images, self.augment, generator) for _ in range(self.views)]
             yield {

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from lightly.models.utils import patchify
 
+from ..engine.batches import to_device
 from ..nets import LoadedWeights, build_unet, load_pretrained
 from .base import PretrainMethod
 
@@ -42,7 +43,7 @@ class MaskedImageModelling(PretrainMethod):
         patches = (height // self.patch_size) * (width // self.patch_size)
         masked = max(1, round(self.mask_ratio * patches))
         ranks = torch.rand(batch, patches, generator=generator).argsort(dim=1).argsort(dim=1)
-        return (ranks < masked).to(images.device)
+        return to_device(ranks < masked, images.device)
 
     def training_loss(self, views, labels, generator) -> torch.Tensor:
         images = views[0]

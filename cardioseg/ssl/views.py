@@ -27,14 +27,18 @@ from ..engine.augment import (
 )
 from ..settings import SettingError
 
+BLUR_REFERENCE_SIZE = 224
+
 
 @dataclass(frozen=True)
 class ViewConfig:
     """Ranges of the random transforms; ``p_*`` are per-view probabilities.
 
     ``crop_scale`` is the cropped fraction of the image's area and ``crop_ratio`` its aspect ratio, as in
-    torchvision's RandomResizedCrop; ``blur_sigma`` is in pixels of the output; ``noise_std`` in units of
-    the [0, 1] intensity range.
+    torchvision's RandomResizedCrop; ``blur_sigma`` is in pixels of a ``BLUR_REFERENCE_SIZE`` (224) pixel
+    view, BYOL's setting, and scales with the view's width, so a blur takes the same share of detail from a
+    64-pixel view as from a 224-pixel one (unscaled, 2 pixels wipe out a 32-pixel image); ``noise_std`` is
+    in units of the [0, 1] intensity range.
     """
 
     crop_scale: tuple[float, float] = (0.25, 1.0)
@@ -101,6 +105,7 @@ def make_view(images: torch.Tensor, config: ViewConfig, generator: torch.Generat
     contrast = torch.where(jitter, uniform(n, *config.contrast_range, generator), 1.0)
     shift = torch.where(jitter, uniform(n, -config.brightness, config.brightness, generator), 0.0)
     sigma = torch.where(chance(n, config.p_blur, generator), uniform(n, *config.blur_sigma, generator), 0.0)
+    sigma = sigma * (images.shape[-1] / BLUR_REFERENCE_SIZE)
     noise = torch.where(chance(n, config.p_noise, generator), uniform(n, *config.noise_std, generator), 0.0)
 
     views = adjust_intensity(warp(images.float(), theta), gamma, contrast, shift)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..data.slicing import SliceSet
-from ..engine.batches import EpochLoader, epoch_generator, epoch_order
+from ..engine.batches import EpochLoader, epoch_generator, epoch_order, to_device
 from .augment import AugmentConfig, augment_batch
 
 logger = logging.getLogger("cardioseg.training")
@@ -86,7 +86,7 @@ class TrainSliceLoader(EpochLoader):
         generator = epoch_generator(self.seed, self.epoch)
         order = epoch_order(self.labelled, len(self), self.batch_size, generator, self.rank, self.world_size)
         for batch in order.split(self.batch_size):
-            index = batch.to(self.device)
+            index = to_device(batch, self.device)
             images = self.images[index].unsqueeze(1).float()
             labels = self.labels[index].unsqueeze(1).float()
             if self.augment is not None:

@@ -1,0 +1,1 @@
+"""The study's machinery (floor 6): running grids of bundle runs; the study itself follows pretraining."""

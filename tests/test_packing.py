@@ -1,0 +1,40 @@
+"""Runs packed on one machine: each a real ``python -m monai.bundle run training`` process."""
+
+from __future__ import annotations
+
+import pytest
+from bundle_helpers import TRAIN_OVERRIDES
+
+from cardioseg.engine.epoch_log import read_metrics
+from cardioseg.errors import CardiosegError
+from cardioseg.settings import SettingError
+from cardioseg.study.packing import BundleRun, run_packed
+
+
+def test_packed_runs_match_each_other_and_a_failure_is_reported_with_its_log(tmp_path, phantom_dir):
+    """Two runs of the same settings, packed beside a run with a bad setting: the good ones finish with the
+    same numbers (packing lets nothing leak between runs); the bad one is named with its log's reason."""
+    settings = TRAIN_OVERRIDES | {"dataset_dir": str(phantom_dir), "epochs": 1, "epoch_length": 16}
+    runs = [
+        BundleRun(tmp_path / "a", settings),
+        BundleRun(tmp_path / "b", settings),
+        BundleRun(tmp_path / "bad", settings | {"epochs": 0}),
+    ]
+    with pytest.raises(CardiosegError) as caught:
+        run_packed(runs, slots=3, progress=False)
+    message = str(caught.value)
+    assert message.startswith("1 of 3 runs failed")
+    assert f"{tmp_path / 'bad'} (exit 1, log {tmp_path / 'bad.log'}): cardioseg: error:" in message
+    assert "epochs" in message.splitlines()[1]
+    a, b = read_metrics(tmp_path / "a" / "metrics.jsonl"), read_metrics(tmp_path / "b" / "metrics.jsonl")
+    assert len(a) == 1 and a[0]["val_dice_mean"] is not None
+    assert [(m["train_loss"], m["val_dice"]) for m in a] == [(m["train_loss"], m["val_dice"]) for m in b]
+    assert not (tmp_path / "bad" / "metrics.jsonl").exists()
+
+
+def test_a_pack_is_checked_before_anything_starts(tmp_path):
+    with pytest.raises(SettingError, match="'slots'"):
+        run_packed([BundleRun(tmp_path / "a")], slots=0)
+    with pytest.raises(CardiosegError, match="share a run folder"):
+        run_packed([BundleRun(tmp_path / "a"), BundleRun(tmp_path / "x" / ".." / "a")], slots=2)
+    assert not any(tmp_path.iterdir())
