@@ -7,19 +7,26 @@ labelled training patients, once from each pretrained checkpoint (``mim``: encod
 methods: the encoder) and once from random initialisation, with the same seed (same labelled patients,
 batches and initialisation of what the checkpoint does not hold), epochs and settings. Reports the
 validation Dice (3D, per volume, mean of RV, MYO, LV, on the 10 ``val.txt`` patients) of every epoch, the
-last and the best, per seed; ``ssl_probe_<device>.json`` and ``.png`` in benchmarks/results/. Runs that
-an ``--output-dir`` already holds, finished with the same settings, are read instead of run again.
+last, the best and the mean over epochs (the paper's question is convergence speed), per seed, and in how
+many seeds each pretrained start beat random on the same labelled patients; ``ssl_probe_<device>.json``
+and ``.png`` (mean curve and range over seeds) in benchmarks/results/. Runs that an ``--output-dir``
+already holds, finished with the same settings, are read instead of run again (so seeds can be split
+between processes and gathered by one more call with all of them).
 
-    python -m benchmarks.ssl_probe --dataset-dir ../shared/data/acdc_ssl4mis --methods mim \\
-        --encoder resnet18 --image-size 64 --pretrain-epochs 10 --labelled-patients 3 --epochs 20 --seeds 0 1 2
+    python -m benchmarks.ssl_probe --dataset-dir ../shared/data/acdc_ssl4mis --methods mim byol \\
+        --encoder resnet18 --image-size 64 --pretrain-epochs 10 --labelled-patients 7 --epochs 20 \\
+        --epoch-length 320 --seeds 0 1 2 3 4
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 from benchmarks.common import (
     RESULTS,
@@ -32,7 +39,6 @@ from benchmarks.common import (
     write_result,
 )
 from cardioseg.engine.epoch_log import read_metrics
-from cardioseg.visualize import convergence_plot
 
 RECIPE = Path(__file__).resolve().parents[1] / "pretraining" / "configs" / "specialist.json"
 
@@ -84,8 +90,45 @@ def summary(init: str, seed: int, metrics: list[dict]) -> dict:
         "last_val_dice": metrics[-1]["val_dice_mean"],
         "best_val_dice": best["val_dice_mean"],
         "best_epoch": best["epoch"],
+        "mean_over_epochs": round(statistics.fmean(m["val_dice_mean"] or 0.0 for m in metrics), 4),
         "last_per_class": metrics[-1]["val_dice"],
     }
+
+
+def init_summary(init: str, rows: list[dict]) -> dict:
+    """Means over seeds, and in how many seeds the init beat random initialisation on the same labelled
+    patients and batches (a paired comparison): at the last epoch and over all epochs (convergence)."""
+    mine = {r["seed"]: r for r in rows if r["init"] == init}
+    random = {r["seed"]: r for r in rows if r["init"] == "random"}
+    out = {"init": init, "seed": "mean"}
+    for key in ("last_val_dice", "best_val_dice", "mean_over_epochs"):
+        out[key] = round(statistics.fmean(r[key] for r in mine.values()), 4)
+    if init != "random":
+        for key, name in (("last_val_dice", "wins_last"), ("mean_over_epochs", "wins_over_epochs")):
+            out[name] = f"{sum(r[key] > random[seed][key] for seed, r in mine.items())}/{len(mine)}"
+    return out
+
+
+def mean_curves_plot(runs: dict[str, dict[int, list[dict]]], path: Path, title: str) -> Path:
+    """Validation Dice against fine-tuning epoch: per initialisation the mean over seeds, and its range."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for i, (init, by_seed) in enumerate(runs.items()):
+        dice = np.array([[m["val_dice_mean"] or 0.0 for m in metrics] for metrics in by_seed.values()])
+        epochs = np.arange(1, dice.shape[1] + 1)
+        ax.plot(epochs, dice.mean(0), color=f"C{i}", label=f"{init} (mean of {len(dice)} seeds)")
+        ax.fill_between(epochs, dice.min(0), dice.max(0), color=f"C{i}", alpha=0.15)
+    ax.set(xlabel="fine-tuning epoch", ylabel="mean validation Dice (RV, MYO, LV)", title=title, ylim=(0, None))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def main() -> None:
@@ -114,25 +157,19 @@ def main() -> None:
         record = json.loads((work / f"pretrain_{method}" / "data.json").read_text())
         seconds = read_metrics(work / f"pretrain_{method}" / "metrics.jsonl")[-1]["train_seconds"]
         pretraining[method] = {"train_seconds": seconds, "data": record["data"]}
-    runs, rows = {}, []
+    runs, rows = {init: {} for init in checkpoints}, []
     for seed in args.seeds:
         for init, checkpoint in checkpoints.items():
             metrics = finetune(args, seed, checkpoint, work / f"finetune_{init}_seed{seed}")
-            runs[f"{init} seed {seed}"] = metrics
+            runs[init][seed] = metrics
             rows.append(summary(init, seed, metrics) | {"seconds": metrics[-1]["wall_seconds"]})
-    for init in checkpoints:
-        mine = [r for r in rows if r["init"] == init]
-        rows.append(
-            {
-                "init": init,
-                "seed": "mean",
-                "last_val_dice": round(sum(r["last_val_dice"] for r in mine) / len(mine), 4),
-                "best_val_dice": round(sum(r["best_val_dice"] for r in mine) / len(mine), 4),
-            }
-        )
-    print(table(rows, ["init", "seed", "last_val_dice", "best_val_dice", "best_epoch", "seconds"]))
+    rows += [init_summary(init, rows) for init in checkpoints]
+    columns = ["init", "seed", "last_val_dice", "best_val_dice", "best_epoch", "mean_over_epochs", "seconds"]
+    print(table(rows, [*columns, "wins_last", "wins_over_epochs"]))
     curves = {
-        name: [{"epoch": m["epoch"], "val_dice_mean": m["val_dice_mean"]} for m in ms] for name, ms in runs.items()
+        f"{init} seed {seed}": [{"epoch": m["epoch"], "val_dice_mean": m["val_dice_mean"]} for m in metrics]
+        for init, by_seed in runs.items()
+        for seed, metrics in by_seed.items()
     }
     path = write_result(
         "ssl_probe",
@@ -146,7 +183,7 @@ def main() -> None:
     )
     print(f"wrote {path}")
     title = f"{args.labelled_patients} labelled patients, {args.encoder}, {args.image_size} px"
-    print("wrote", convergence_plot(runs, RESULTS / f"ssl_probe_{device_tag()}.png", title))
+    print("wrote", mean_curves_plot(runs, RESULTS / f"ssl_probe_{device_tag()}.png", title))
     print(f"runs kept in {work}")
 
 
