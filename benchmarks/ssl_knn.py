@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from benchmarks.common import RESULTS, device_tag, finished_run, run_config, table, write_result
+from benchmarks.common import RESULTS, device_tag, finished_run, run_config, save_plot, table, write_result
 from cardioseg.data.imagefolder import list_images, load_image
 from cardioseg.nets import build_encoder, build_unet, encoder_of, load_pretrained
 
@@ -143,12 +143,7 @@ def curve_plot(rows: list[dict], path: Path, title: str) -> Path:
         ax.plot(epochs, accuracy, marker="o", color=colour, label=f"pretrained, stride-{stride} features")
         ax.axhline(rows[0]["knn_by_stride"][stride], color=colour, linestyle="--", label=f"random, stride {stride}")
     ax.set(xlabel="pretraining epoch", ylabel="k-NN top-1 on held-out images", title=title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_plot(fig, ax, path)
 
 
 def main() -> None:

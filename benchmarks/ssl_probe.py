@@ -34,6 +34,7 @@ from benchmarks.common import (
     few_label_settings,
     finished_run,
     run_config,
+    save_plot,
     table,
     train_bundle,
     write_result,
@@ -123,12 +124,7 @@ def mean_curves_plot(runs: dict[str, dict[int, list[dict]]], path: Path, title: 
         ax.plot(epochs, dice.mean(0), color=f"C{i}", label=f"{init} (mean of {len(dice)} seeds)")
         ax.fill_between(epochs, dice.min(0), dice.max(0), color=f"C{i}", alpha=0.15)
     ax.set(xlabel="fine-tuning epoch", ylabel="mean validation Dice (RV, MYO, LV)", title=title, ylim=(0, None))
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_plot(fig, ax, path)
 
 
 def main() -> None:
