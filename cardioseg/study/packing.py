@@ -88,11 +88,10 @@ def run_packed(runs: list[BundleRun], slots: int, *, progress: bool = True) -> l
     threads = max(1, (os.cpu_count() or 1) // min(slots, max(1, len(runs))))
     outcomes: dict[int, RunOutcome] = {}
     with tempfile.TemporaryDirectory(prefix="cardioseg_pack_") as args_dir, ThreadPoolExecutor(slots) as pool:
-        started = {}
 
         def launch(index: int) -> RunOutcome:
-            started[index] = time.perf_counter()
-            return _wait(_start(runs[index], Path(args_dir), index, threads), runs[index], started[index])
+            started = time.perf_counter()
+            return _wait(_start(runs[index], Path(args_dir), index, threads), runs[index], started)
 
         futures = {pool.submit(launch, i): i for i in range(len(runs))}
         for future in tqdm(as_completed(futures), total=len(runs), desc="runs", unit="run", disable=not progress):
