@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from cardioseg.atomic import atomic_path, write_text_atomic
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -101,11 +103,9 @@ def device_tag() -> str:
 
 
 def write_result(name: str, result: dict, out_dir: Path | None = None) -> Path:
-    out_dir = out_dir or RESULTS
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{name}_{device_tag()}.json"
+    path = (out_dir or RESULTS) / f"{name}_{device_tag()}.json"
     text = json.dumps({"machine": machine(), "command": command(), **result}, indent=2, default=str)  # Paths
-    path.write_text(text + "\n")
+    write_text_atomic(path, text + "\n")  # makes the folder
     return path
 
 
@@ -124,6 +124,7 @@ def save_plot(fig, ax, path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize="small")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
     return path

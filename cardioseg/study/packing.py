@@ -16,7 +16,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +46,6 @@ class BundleRun:
 class RunOutcome:
     run: BundleRun
     returncode: int
-    seconds: float
 
     def last_line(self) -> str:
         """The log's last non-empty line: for a bundle run that failed, ``cardioseg: error: ...``."""
@@ -69,10 +67,6 @@ def _start(run: BundleRun, args_dir: Path, index: int, threads: int) -> subproce
         return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
-def _wait(process: subprocess.Popen, run: BundleRun, started: float) -> RunOutcome:
-    return RunOutcome(run, process.wait(), time.perf_counter() - started)
-
-
 def run_packed(runs: list[BundleRun], slots: int, *, progress: bool = True) -> list[RunOutcome]:
     """Run every run, at most ``slots`` at once; outcomes in the order given. Raises a CardiosegError naming
     each failed run, its log and its last line, after the others have finished.
@@ -90,8 +84,7 @@ def run_packed(runs: list[BundleRun], slots: int, *, progress: bool = True) -> l
     with tempfile.TemporaryDirectory(prefix="cardioseg_pack_") as args_dir, ThreadPoolExecutor(slots) as pool:
 
         def launch(index: int) -> RunOutcome:
-            started = time.perf_counter()
-            return _wait(_start(runs[index], Path(args_dir), index, threads), runs[index], started)
+            return RunOutcome(runs[index], _start(runs[index], Path(args_dir), index, threads).wait())
 
         futures = {pool.submit(launch, i): i for i in range(len(runs))}
         for future in tqdm(as_completed(futures), total=len(runs), desc="runs", unit="run", disable=not progress):
