@@ -3,9 +3,12 @@
 # slice cache carried in .device/ (git-ignored):
 #   pip download (python 3.12 manylinux wheels) monai==1.6.1 pytorch-ignite==0.5.5 lightly -d .device/whl
 #   .venv/bin/cardioseg data cache ../shared/data/acdc_ssl4mis --out .device/acdc256.xz --size 256
-# then on the device, with carry [".device"]:  STEPS="throughput tta pretrain packed" bash benchmarks/gpu_session.sh
-#   throughput  fine-tuning train step, fast path vs plain MONAI (issue 10, target 1)
-#   tta         time to 0.90 val Dice from process start (issue 10, target 2)
+# then on the device, with carry [".device"]:  STEPS="throughput tta" bash benchmarks/gpu_session.sh
+# One device command may run 600 s: choose STEPS to fit (estimates on an H200, from earlier runs):
+#   throughput  fine-tuning train step: plain MONAI, the fast path and its levers, VARIANTS (about 150 s;
+#               issue 10, target 1)
+#   tta         time to 0.90 val Dice from the command's start, one process per TTA_VARIANTS entry
+#               (about 150 s each; issue 10, targets 2 and 3)
 #   pretrain    BYOL ResNet-50 224 px pretraining images/s, view loader vs lightly's pipeline (issue 8)
 #   packed      4 few-label runs at once vs one after another (issue 10, target 4)
 # Dry run on the CPU at tiny size: PY=.venv/bin/python CACHE=tiny.xz ENCODER=resnet18 EPOCHS=1 STEPS=... SMALL=1
@@ -27,12 +30,17 @@ log() { grep -v Warning | tee "$OUT/$1.log"; }
 for step in ${STEPS:-throughput tta}; do
   case $step in
   throughput)
-    timeout "${THROUGHPUT_TIMEOUT:-300}" $PY -m benchmarks.train_throughput --dataset-dir "$CACHE" --dataset-format cache \
-      --encoder "$ENCODER" --batch-size "${BATCH:-64}" --steps "${TRAIN_STEPS:-30}" --workers "${WORKERS:-14}" \
-      --variants "${VARIANTS:-monai,fast,fast-compile}" 2>&1 | log throughput ;;
+    if [ "$SMALL" = 1 ]; then size=(--image-size 64 --batch-size 4 --steps 2 --warmup 1 --workers 0)
+    else size=(--batch-size "${BATCH:-64}" --steps "${TRAIN_STEPS:-30}" --workers "${WORKERS:-14}"); fi
+    timeout "${THROUGHPUT_TIMEOUT:-240}" $PY -m benchmarks.train_throughput --dataset-dir "$CACHE" --dataset-format cache \
+      --encoder "$ENCODER" "${size[@]}" --variants "${VARIANTS:-monai,fast,fast-fused,fast-ema,fast-compile}" \
+      --out-dir "$OUT" 2>&1 | log throughput ;;
   tta)
-    timeout "${TTA_TIMEOUT:-240}" $PY -m benchmarks.time_to_accuracy --dataset-dir "$CACHE" --dataset-format cache \
-      --encoder "$ENCODER" --epochs "${EPOCHS:-50}" --batch-size 32 --learning-rate 0.002 2>&1 | log time_to_accuracy ;;
+    if [ "$SMALL" = 1 ]; then size=(--image-size 64 --epochs 1 --batch-size 4)
+    else size=(--epochs "${EPOCHS:-50}" --batch-size 32); fi
+    timeout "${TTA_TIMEOUT:-360}" $PY -m benchmarks.time_to_accuracy --dataset-dir "$CACHE" --dataset-format cache \
+      --encoder "$ENCODER" "${size[@]}" --learning-rate 0.002 --variants "${TTA_VARIANTS:-plain,ema}" \
+      --output-dir "$OUT/tta_runs" --out-dir "$OUT" 2>&1 | log time_to_accuracy ;;
   pretrain)
     if [ "$SMALL" = 1 ]; then size=(--image-size 32 --batch-size 8 --images 64 --warmup 1 --steps 2 --repeats 1 --loader-steps 2)
     else size=(--image-size 224 --batch-size 256 --images 5000 --warmup 5 --steps 20 --repeats 3); fi

@@ -3,7 +3,9 @@
 Both run MONAI's SupervisedTrainer with the same U-Net, loss, optimiser and batch size, in one process:
 - ``monai``: CacheDataset + DataLoader workers, MONAI's random transforms on the CPU, fp32;
 - ``fast``: slices resident on the device, batched augmentation there (cardioseg.training), bf16 autocast
-  and channels_last on CUDA; ``fast-compile`` adds torch.compile.
+  and channels_last on CUDA. Suffixes add one lever each, in any combination (``fast-fused-compile``):
+  ``-fused`` fused AdamW (CUDA only), ``-ema`` the weight average's update after every step
+  (``ema_decay``), ``-compile`` torch.compile of the network.
 Reports images per second of steady-state training steps and the ratio to ``monai``.
 
     python -m benchmarks.train_throughput --dataset-dir ../shared/data/acdc_ssl4mis --encoder resnet50 \\
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 from ignite.engine import Events
@@ -33,6 +36,7 @@ from monai.transforms import (
 from benchmarks.common import add_data_arguments, table, write_result
 from cardioseg.nets import build_unet
 from cardioseg.training.augment import AugmentConfig
+from cardioseg.training.averaging import WeightAverage
 from cardioseg.training.data import prepare_finetune_data
 from cardioseg.training.loaders import TrainSliceLoader
 from cardioseg.training.workflow import without_loss_scaling
@@ -76,9 +80,20 @@ def monai_loader(data, batch_size: int, workers: int, pin: bool) -> DataLoader:
     )
 
 
+LEVERS = ("fused", "ema", "compile")
+
+
+def parse_variant(variant: str) -> tuple[bool, list[str]]:
+    """``fast-fused-ema`` -> (True, ["fused", "ema"]); an unknown name stops the benchmark."""
+    base, *levers = variant.split("-")
+    if base not in ("monai", "fast") or not set(levers) <= set(LEVERS) or (levers and base != "fast"):
+        raise SystemExit(f"unknown variant {variant!r}: monai, or fast with any of -{', -'.join(LEVERS)}")
+    return base == "fast", levers
+
+
 def measure(variant: str, data, args, device: torch.device) -> dict:
     cuda = device.type == "cuda"
-    fast = variant.startswith("fast")
+    fast, levers = parse_variant(variant)
     channels_last = fast and cuda
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     net = build_unet(args.encoder).to(device, memory_format=memory_format)
@@ -102,15 +117,16 @@ def measure(variant: str, data, args, device: torch.device) -> dict:
         train_data_loader=loader,
         epoch_length=steps,
         network=net,
-        optimizer=torch.optim.AdamW(net.parameters(), lr=1e-3),
+        optimizer=torch.optim.AdamW(net.parameters(), lr=1e-3, fused=cuda and "fused" in levers),
         loss_function=DiceCELoss(to_onehot_y=True, softmax=True, batch=True),
         amp=fast and cuda,
         amp_kwargs={"dtype": torch.bfloat16},
-        compile=variant == "fast-compile",
+        compile="compile" in levers,
         decollate=False,
         optim_set_to_none=True,
     )
     without_loss_scaling(trainer)
+    WeightAverage(net, 0.99 if "ema" in levers else None).attach(trainer)
     marks = {}
 
     def mark(name):
@@ -130,7 +146,8 @@ def measure(variant: str, data, args, device: torch.device) -> dict:
         "images_per_s": round(images_per_s, 1),
         "amp_bf16": fast and cuda,
         "channels_last": channels_last,
-        "compile": variant == "fast-compile",
+        **{lever: lever in levers for lever in LEVERS},
+        "fused": cuda and "fused" in levers,  # torch's fused AdamW is for CUDA tensors
     }
 
 
@@ -141,21 +158,26 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the monai variant")
-    parser.add_argument("--variants", default="monai,fast")
+    parser.add_argument("--variants", default="monai,fast", help="comma-separated, e.g. monai,fast,fast-fused")
+    parser.add_argument("--out-dir", type=Path, help="write the result here (default: benchmarks/results)")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cudnn.benchmark = device.type == "cuda"
     data = prepare_finetune_data(args.dataset_dir, args.dataset_format, image_size=args.image_size)
     rows = []
     for variant in args.variants.split(","):
+        parse_variant(variant)  # all names checked before anything runs
+    for variant in args.variants.split(","):
         rows.append(measure(variant, data, args, device))
         print(f"{variant}: {rows[-1]['images_per_s']} images/s", flush=True)
-    base = next((r["images_per_s"] for r in rows if r["variant"] == "monai"), None)
-    for row in rows:
-        row["ratio_to_monai"] = round(row["images_per_s"] / base, 2) if base else None
-    print(table(rows, ["variant", "images_per_s", "ratio_to_monai", "amp_bf16", "channels_last", "compile"]))
-    settings = {k: v for k, v in vars(args).items() if k != "variants"}
-    print("wrote", write_result("train_throughput", {"settings": settings, "results": rows}))
+    for reference in ("monai", "fast"):
+        base = next((r["images_per_s"] for r in rows if r["variant"] == reference), None)
+        for row in rows:
+            row[f"ratio_to_{reference}"] = round(row["images_per_s"] / base, 2) if base else None
+    columns = ["variant", "images_per_s", "ratio_to_monai", "ratio_to_fast", "amp_bf16", "channels_last", *LEVERS]
+    print(table(rows, columns))
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "variants"}
+    print("wrote", write_result("train_throughput", {"settings": settings, "results": rows}, args.out_dir))
 
 
 if __name__ == "__main__":

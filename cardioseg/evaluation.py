@@ -264,6 +264,8 @@ def evaluate(
         "patients": sorted(set(patients)),
         "image_size": segmenter.image_size,
         "image_order": segmenter.image_order,
+        "flip_tta": segmenter.flip_tta,
+        "postprocess": segmenter.postprocess,
         "normalization": {"percentiles": list(percentiles)} if normalise else None,
         "summary": summarize(volumes),
         "by_phase": by_phase,
@@ -330,7 +332,8 @@ def report(result: dict[str, Any]) -> str:
         f"{result['summary']['n_volumes']} volume(s) of {len(result['patients'])} patient(s) "
         f"({result['dataset_format']}, {'split ' + result['split'] if result['split'] else 'patients given'}, "
         f"{result['protocol']} protocol, "
-        f"{result['image_size']}x{result['image_size']})",
+        f"{result['image_size']}x{result['image_size']}, "
+        f"flip TTA {'on' if result['flip_tta'] else 'off'}, post-processing {result['postprocess']})",
         format_summary(result["summary"]),
     ]
     for phase, table in result["by_phase"].items():

@@ -36,6 +36,7 @@ from .data.validate import check_image
 from .errors import CardiosegError, DataError
 from .metrics import predict_volume_ssl4mis
 from .nets.unet import ENCODERS, SIZE_DIVISOR, build_encoder
+from .postprocess import check_postprocessing, postprocess_labels
 from .settings import as_flag, is_none
 
 logger = logging.getLogger("cardioseg.inference")
@@ -45,6 +46,7 @@ DEFAULT_PERCENTILES = (0.0, 99.0)
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 OUTPUT_SUFFIX = "_seg.nii.gz"
 LABEL_SUFFIXES = ("_gt", "_seg")  # ACDC ground truth and our own outputs are never inputs
+IN_PLANE_FLIPS = ((), (-1,), (-2,), (-2, -1))  # flip test-time augmentation: each mirror of a slice
 
 
 # --- checkpoints ---------------------------------------------------------------------------------
@@ -162,7 +164,11 @@ def load_network(network: torch.nn.Module, ckpt_path: str | Path, device: torch.
 
 
 class Segmenter:
-    """A trained U-Net plus the SSL4MIS slice protocol: a ``(S, H, W)`` volume in, uint8 labels out."""
+    """A trained U-Net plus the SSL4MIS slice protocol: a ``(S, H, W)`` volume in, uint8 labels out.
+
+    ``flip_tta`` averages each slice's prediction with its mirrors' (4x the inference); ``postprocess``
+    cleans the labelled volume (:data:`cardioseg.postprocess.POSTPROCESSING`: none, largest, clean).
+    """
 
     def __init__(
         self,
@@ -173,6 +179,8 @@ class Segmenter:
         amp: bool | str = False,
         percentiles: Sequence[float] | None = DEFAULT_PERCENTILES,
         image_order: int = 1,
+        flip_tta: bool | str = False,
+        postprocess: str = "none",
     ):
         self.image_size = resolve_image_size(image_size)
         self.device = torch.device(device) if device is not None else next(network.parameters()).device
@@ -183,14 +191,25 @@ class Segmenter:
         if self.percentiles is not None and len(self.percentiles) != 2:
             raise CardiosegError(f"percentiles must be [lower, upper], got {list(self.percentiles)}")
         self.image_order = int(image_order)
+        self.flip_tta = as_flag(flip_tta)
+        self.postprocess = check_postprocessing(postprocess)
 
     @torch.inference_mode()
     def predict_slices(self, batch: np.ndarray) -> torch.Tensor:
-        """``(N, 1, size, size)`` float32 slices to ``(N, size, size)`` uint8 labels (on the CPU)."""
+        """``(N, 1, size, size)`` float32 slices to ``(N, size, size)`` uint8 labels (on the CPU).
+
+        With ``flip_tta`` the class probabilities of the slice and its three in-plane mirrors are averaged,
+        as nnU-Net's mirroring does (hand-written: MONAI's ``TestTimeAugmentation`` draws random transforms
+        and votes on labels, where four fixed flips averaged as probabilities are what is wanted here).
+        """
         images = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            logits = self.network(images)
-        return logits.argmax(dim=1).to(torch.uint8).cpu()
+            if not self.flip_tta:
+                return self.network(images).argmax(dim=1).to(torch.uint8).cpu()
+            probabilities = sum(
+                self.network(images.flip(dims)).float().softmax(dim=1).flip(dims) for dims in IN_PLANE_FLIPS
+            )
+        return probabilities.argmax(dim=1).to(torch.uint8).cpu()
 
     def segment(self, image: np.ndarray, normalize: bool = True) -> np.ndarray:
         """Labels of one ``(slices, rows, cols)`` volume; ``normalize`` applies the percentile scaling
@@ -200,13 +219,14 @@ class Segmenter:
             raise ValueError(f"expected a (slices, rows, cols) volume, got shape {image.shape}")
         if normalize and self.percentiles is not None:
             image = normalize_intensity(image, *self.percentiles)
-        return predict_volume_ssl4mis(
+        labels = predict_volume_ssl4mis(
             self.predict_slices,
             image,
             size=self.image_size,
             image_order=self.image_order,
             batch_size=self.batch_size,
         )
+        return postprocess_labels(labels, self.postprocess)
 
 
 def build_segmenter(

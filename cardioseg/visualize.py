@@ -56,14 +56,21 @@ def contact_sheet(records: Sequence[Record], path: str | Path, columns: int = 4,
     return path
 
 
-def convergence_plot(runs: dict[str, list[dict]], path: str | Path, title: str = "") -> Path:
-    """Validation mean Dice against training seconds and against images seen, one line per run."""
+def convergence_plot(
+    runs: dict[str, list[dict]],
+    path: str | Path,
+    title: str = "",
+    seconds: str = "train_seconds",
+    seconds_label: str = "training seconds",
+) -> Path:
+    """Validation mean Dice against seconds (the lines' ``seconds`` field) and against images seen, one
+    line per run."""
     fig, (by_time, by_images) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for label, metrics in runs.items():
         dice = [m["val_dice_mean"] for m in metrics]
-        by_time.plot([m["train_seconds"] for m in metrics], dice, marker=".", label=label)
+        by_time.plot([m[seconds] for m in metrics], dice, marker=".", label=label)
         by_images.plot([m["images_seen"] for m in metrics], dice, marker=".", label=label)
-    by_time.set(xlabel="training seconds", ylabel="mean validation Dice (RV, MYO, LV)", ylim=(0, 1))
+    by_time.set(xlabel=seconds_label, ylabel="mean validation Dice (RV, MYO, LV)", ylim=(0, 1))
     by_images.set(xlabel="images seen")
     for ax in (by_time, by_images):
         ax.grid(alpha=0.3)

@@ -14,6 +14,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 from bundle_helpers import CONFIGS, IMAGE_SIZE, frames, shared_run
 from monai.bundle import run, verify_net_in_out
 
@@ -22,6 +23,7 @@ from cardioseg.data.nifti_io import load_nifti, save_nifti
 from cardioseg.errors import DataError, cardioseg_cause
 from cardioseg.evaluation import RunInfo, choose_patients, evaluate, read_volumes
 from cardioseg.inference import (
+    Segmenter,
     build_segmenter,
     encoder_of_state_dict,
     find_inputs,
@@ -105,6 +107,38 @@ def test_evaluate_writes_metrics_for_the_validation_patients(trained_run, phanto
     assert choose_patients(phantom_dir, "phantom", "val", RunInfo(), seed=0, val_fraction=0.2) == split["val"]
 
 
+def test_evaluate_applies_and_records_flip_tta_and_postprocessing(trained_run, phantom_dir, tmp_path, capsys):
+    settings = {
+        "config_file": str(CONFIGS / "evaluate.json"),
+        "logging_file": False,
+        "run_dir": str(trained_run),
+        "dataset_dir": str(phantom_dir),
+        "progress": False,
+    }
+    out = tmp_path / "eval"
+    run(output_dir=str(out), flip_tta=True, postprocess="clean", **settings)
+    result = json.loads((out / "evaluation.json").read_text())
+    assert result["flip_tta"] is True and result["postprocess"] == "clean"
+    assert "flip TTA on, post-processing clean" in capsys.readouterr().out
+    with pytest.raises(Exception) as info:  # a bad setting: named, nothing written
+        run(output_dir=str(tmp_path / "bad"), postprocess="biggest", **settings)
+    assert "postprocessing must be one of none, largest, clean" in str(cardioseg_cause(info.value))
+    assert not (tmp_path / "bad").exists()
+
+
+def test_flip_tta_averages_the_probabilities_of_the_four_mirrors():
+    torch.manual_seed(0)
+    network = torch.nn.Conv2d(1, 4, 5, padding=2)  # no symmetry: each mirror predicts differently
+    slices = np.random.default_rng(0).random((3, 1, 32, 32), dtype=np.float32)
+    plain = Segmenter(network, image_size=32, device="cpu").predict_slices(slices)
+    averaged = Segmenter(network, image_size=32, device="cpu", flip_tta=True).predict_slices(slices)
+    images = torch.from_numpy(slices)
+    with torch.no_grad():
+        mirrors = [network(images.flip(dims)).softmax(dim=1).flip(dims) for dims in ((), (3,), (2,), (2, 3))]
+    assert torch.equal(averaged, sum(mirrors).argmax(dim=1).to(torch.uint8))
+    assert (averaged != plain).any()
+
+
 def test_evaluate_refuses_weights_of_another_depth(trained_run, phantom_dir, tmp_path):
     """A checkpoint of another encoder than the run recorded: one DataError naming it, no evaluation."""
     run_dir = Path(shutil.copytree(trained_run, tmp_path / "run", ignore=shutil.ignore_patterns("cardiac_sax_seg")))
@@ -142,7 +176,7 @@ def test_segmenter_python_api_writes_uint8_labels_on_the_input_grid(trained_run,
 class _GroundTruthSegmenter:
     """Stands in for a model: returns each volume's own labels, in the order evaluation reads them."""
 
-    image_size, image_order = 64, 1
+    image_size, image_order, flip_tta, postprocess = 64, 1, False, "none"
 
     def __init__(self, labels):
         self.labels = list(labels)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from cardioseg.clinical.indices import cardiac_indices
-from cardioseg.clinical.postprocess import LV, MYO, RV, clean_labels
 from cardioseg.data.phantom import ground_truth, make_patient
 from cardioseg.errors import CardiosegError
+from cardioseg.postprocess import LV, MYO, RV, clean_labels, postprocess_labels
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +66,18 @@ def test_clean_labels_removes_specks_and_fills_holes(patient):
     noisy[mid, centre[0], centre[1]] = 0  # a pinhole in the LV cavity
     rows, cols = np.nonzero(truth[mid] == MYO)
     noisy[mid, rows[0], cols[0]] = 0  # and one in the myocardium, next to the cavity
-    cleaned = clean_labels(noisy)
+    largest = postprocess_labels(noisy, "largest")  # specks go, holes stay
+    assert (largest == RV).sum() == (truth == RV).sum() and largest[mid, centre[0], centre[1]] == 0
+    assert (postprocess_labels(noisy, "none") == noisy).all()
+    cleaned = postprocess_labels(noisy, "clean")
+    assert (cleaned == clean_labels(noisy)).all()
     assert (cleaned == LV).sum() == (truth == LV).sum()
     assert (cleaned == RV).sum() == (truth == RV).sum()
     assert cleaned[mid, centre[0], centre[1]] == LV
     assert (cleaned[mid] == MYO).sum() >= (truth[mid] == MYO).sum() - 1
     assert noisy[0, 0, 0] == LV  # the input is left as it was
+
+
+def test_unknown_postprocessing_is_refused_by_name(patient):
+    with pytest.raises(CardiosegError, match="postprocessing must be one of none, largest, clean; got 'biggest'"):
+        postprocess_labels(patient.labels[1], "biggest")

@@ -89,6 +89,7 @@ BAD_SETTINGS = [
     (["--resume", "maybe"], "'resume' is 'maybe': expected true or false"),
     (["--overwrite", "perhaps"], "'overwrite' is 'perhaps': expected true or false"),
     (["--augment", "sometimes"], "'augment' is 'sometimes': expected true or false"),
+    (["--ema_decay", "1"], "'ema_decay' is 1: must be a finite number in (0, 1)"),
     (["--resume", "True", "--overwrite", "True"], "resume and overwrite exclude each other"),
     (["--pretrained", "no/such/weights.pt"], "'pretrained' is 'no/such/weights.pt': does not exist"),
 ]

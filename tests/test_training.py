@@ -10,6 +10,7 @@ import torch
 from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
 
+from cardioseg.training.averaging import WeightAverage
 from cardioseg.training.convergence import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,7 +36,8 @@ def stop_after_epoch(workflow: ConfigWorkflow, epoch: int) -> None:
 
 
 def test_resume_continues_to_the_same_result(phantom_dir, tmp_path):
-    common = {"dataset_dir": str(phantom_dir), "dataset_format": "phantom", "epochs": 3, "seed": 1}
+    """With weight averaging on, so its state must resume too."""
+    common = {"dataset_dir": str(phantom_dir), "dataset_format": "phantom", "epochs": 3, "seed": 1, "ema_decay": 0.9}
     straight = bundle_workflow(output_dir=str(tmp_path / "straight"), **common)
     straight.run()
 
@@ -58,6 +60,37 @@ def test_resume_continues_to_the_same_result(phantom_dir, tmp_path):
         weights_a, weights_b = a.get("model", a), b.get("model", b)
         for key in weights_a:
             torch.testing.assert_close(weights_a[key], weights_b[key], rtol=1e-5, atol=1e-6, msg=key)
+    last = torch.load(tmp_path / "resumed" / "models" / "last.pt", weights_only=True)
+    averaged = last["weight_average"]["averaged"]
+    assert last["weight_average"]["updates"] == 3 * 16 // 4  # every step of 3 epochs
+    assert any(not torch.equal(averaged[k], last["model"][k]) for k in averaged)
+    best = torch.load(tmp_path / "resumed" / "models" / "model.pt", weights_only=True)
+    if last["checkpointer"]["epoch"] == 3:  # model.pt holds the weights validated: the average's
+        assert all(torch.equal(best[k], averaged[k]) for k in best)
+
+
+def test_weight_average_warms_up_then_follows_its_decay():
+    network = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    start = {k: v.clone() for k, v in network.state_dict().items()}
+    average = WeightAverage(network, decay=0.5)
+    assert average.network is not network and WeightAverage(network).network is network
+    with torch.no_grad():
+        network[0].weight.add_(1.0)
+    average.update()  # warm-up: decay min(0.5, 1/10)
+    torch.testing.assert_close(average.network[0].weight, start["0.weight"] + 0.9)
+    with torch.no_grad():
+        network[0].weight.add_(1.0)
+    average.update()
+    average.update()  # decay min(0.5, 2/11), then min(0.5, 3/12)
+    expected = (start["0.weight"] + 2.0) - (1.1 * 2 / 11) * (3 / 12)
+    torch.testing.assert_close(average.network[0].weight, expected)
+    network(torch.randn(4, 2))  # BatchNorm statistics are averaged, its step count copied
+    average.update()
+    assert average.network[1].num_batches_tracked == network[1].num_batches_tracked == 1
+    assert average.network[0].weight.requires_grad is False
+    restored = WeightAverage(network, decay=0.5)
+    restored.load_state_dict(average.state_dict())
+    assert restored.updates == 4 and torch.equal(restored.network[0].weight, average.network[0].weight)
 
 
 def test_resume_without_checkpoint_is_refused(phantom_dir, tmp_path, capsys):

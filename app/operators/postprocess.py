@@ -5,7 +5,7 @@ Input ``raw_labels``; output ``labels``: cleaned uint8 ``(frames, slices, rows, 
 
 from __future__ import annotations
 
-from cardioseg.clinical.postprocess import clean_cine
+from cardioseg.postprocess import clean_cine
 
 from .stage import StageOperator
 

@@ -21,10 +21,10 @@ from .. import __version__
 from ..data.dicom_cine import CineSeries, read_cine_files
 from ..data.dicom_study import StudyScan, scan_study
 from ..errors import DataError
+from ..postprocess import clean_cine
 from .indices import CardiacIndices, cardiac_indices
 from .model import BundleModel, load_bundle_model
 from .outputs import check_output_folder, write_study_outputs
-from .postprocess import clean_cine
 from .segment import DEFAULT_BATCH_SIZE, segment_cine
 from .selection import SeriesChoice, select_short_axis_cine
 

@@ -87,6 +87,7 @@ class EpochLog:
             "images_seen": engine.state.iteration * self.images_per_step,
             "wall_seconds": round(self.seconds["wall"], 3),
             "train_seconds": round(self.seconds["train"], 3),
+            "time": round(time.time(), 3),  # Unix time, so time since the command started can be read
             "train_loss": round(float(self._loss_sum) / max(1, self._iterations), 5),
             "lr": engine.optimizer.param_groups[0]["lr"],
             **self.extra_fields(engine),

@@ -3,4 +3,4 @@
 The submodules are imported here so a bundle config can reach them all after ``import cardioseg.training``.
 """
 
-from . import augment, checkpointing, convergence, data, loaders, settings, workflow  # noqa: F401
+from . import augment, averaging, checkpointing, convergence, data, loaders, settings, workflow  # noqa: F401
