@@ -10,8 +10,11 @@ import torch
 from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
 
+from cardioseg.nets import build_unet
 from cardioseg.training.averaging import WeightAverage
 from cardioseg.training.convergence import read_metrics
+from cardioseg.training.data import prepare_finetune_data
+from cardioseg.training.loaders import VolumeLoader, slices_to_volume
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_CONFIG = REPO / "bundles" / "cardiac_sax_seg" / "configs" / "train.json"
@@ -251,3 +254,18 @@ def test_a_small_data_set_still_gets_sixteen_steps_per_epoch(caplog):
     caplog.clear()
     assert default_epoch_length(1312, 32) == 1312
     assert caplog.text == ""
+
+
+def test_padded_validation_batches_score_as_unpadded(phantom_dir):
+    """Padding a volume's slices to a multiple (a few batch shapes for cuDNN's autotuner) changes no score."""
+    data = prepare_finetune_data(phantom_dir, "phantom", image_size=64)
+    torch.manual_seed(0)
+    network = build_unet("resnet18").eval()
+    plain, padded = VolumeLoader(data.val, "cpu"), VolumeLoader(data.val, "cpu", slice_multiple=5)
+    for a, b in zip(plain, padded, strict=True):
+        assert b["image"].shape[0] % 5 == 0 and b["image"].shape[0] > a["image"].shape[0]  # 8 slices -> 10
+        assert torch.equal(a["label"], b["label"]) and not b["image"][a["image"].shape[0] :].any()
+        with torch.no_grad():
+            scored = [slices_to_volume({"pred": network(x["image"]), "label": x["label"]}) for x in (a, b)]
+        assert scored[0]["pred"].shape == scored[1]["pred"].shape == scored[1]["label"].shape
+        assert (scored[0]["pred"] == scored[1]["pred"]).float().mean() > 0.999

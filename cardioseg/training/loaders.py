@@ -98,7 +98,13 @@ class TrainSliceLoader(EpochLoader):
 
 
 class VolumeLoader:
-    """One batch per volume (all its slices), so validation metrics are 3D per volume as in SSL4MIS."""
+    """One batch per volume (all its slices), so validation metrics are 3D per volume as in SSL4MIS.
+
+    ``slice_multiple`` pads each image batch with empty slices up to a multiple of it: volumes have 6 to 20
+    slices, and cuDNN's autotuner (``cudnn.benchmark``) tunes every convolution again for each new batch
+    shape, so padding turns a dozen first-time shapes into two or three. The label keeps the volume's own
+    slices; :func:`slices_to_volume` cuts the padding's predictions off before scoring.
+    """
 
     def __init__(
         self,
@@ -107,31 +113,38 @@ class VolumeLoader:
         channels_last: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        slice_multiple: int = 1,
     ):
         """Under DDP each rank scores every ``world_size``-th volume; MONAI's metric handlers gather them."""
         self.device = torch.device(device)
-        volumes = [np.flatnonzero(slices.volume == v) for v in np.unique(slices.volume)]
-        self.volumes = volumes[rank::world_size]
+        volumes = [np.flatnonzero(slices.volume == v) for v in np.unique(slices.volume)][rank::world_size]
+        self.volumes = [torch.as_tensor(index, device=self.device) for index in volumes]  # copied once
         self.images = _to_device(slices.images, self.device)
         self.labels = _to_device(slices.labels, self.device)
         self.memory_format = _memory_format(channels_last)
+        self.slice_multiple = int(slice_multiple)
 
     def __len__(self) -> int:
         return len(self.volumes)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         for index in self.volumes:
-            index = torch.as_tensor(index, device=self.device)
+            padding = -len(index) % self.slice_multiple
+            image = self.images[index].unsqueeze(1).float()
+            if padding:
+                image = torch.cat([image, image.new_zeros((padding, *image.shape[1:]))])
             yield {
-                "image": self.images[index].unsqueeze(1).float().contiguous(memory_format=self.memory_format),
+                "image": image.contiguous(memory_format=self.memory_format),
                 "label": self.labels[index].unsqueeze(1).float(),
             }
 
 
 def slices_to_volume(output: dict) -> dict:
     """Postprocessing for a volume batch: logits ``(S, C, H, W)`` to one-hot ``(1, C, S, H, W)``, and the
-    label alike, so MONAI's Dice handlers score the 3D volume rather than each slice."""
-    logits, label = output["pred"], output["label"]
+    label alike, so MONAI's Dice handlers score the 3D volume rather than each slice. Logits of padding
+    slices beyond the label's (``VolumeLoader``'s ``slice_multiple``) are dropped."""
+    label = output["label"]
+    logits = output["pred"][: label.shape[0]]
     classes = logits.shape[1]
     pred = torch.nn.functional.one_hot(logits.argmax(1), classes).permute(3, 0, 1, 2).unsqueeze(0)
     truth = torch.nn.functional.one_hot(label[:, 0].long(), classes).permute(3, 0, 1, 2).unsqueeze(0)
