@@ -5,8 +5,8 @@
 #   .venv/bin/cardioseg data cache ../shared/data/acdc_ssl4mis --out .device/acdc256.xz --size 256
 # then on the device, with carry [".device"]:  STEPS="throughput tta" bash benchmarks/gpu_session.sh
 # One device command may run 600 s: choose STEPS to fit (estimates on an H200, from earlier runs):
-#   throughput  fine-tuning train step: plain MONAI, the fast path and its levers, VARIANTS (about 150 s;
-#               issue 10, target 1)
+#   throughput  fine-tuning train step: plain MONAI, the fast path and its levers, VARIANTS (up to 300 s
+#               with two compiled variants; the JSON is rewritten after each; issue 10, target 1)
 #   tta         time to 0.90 val Dice from the command's start, one process per TTA_VARIANTS entry
 #               (about 150 s each; issue 10, targets 2 and 3)
 #   pretrain    BYOL ResNet-50 224 px pretraining images/s, view loader vs lightly's pipeline (issue 8)
@@ -32,8 +32,8 @@ for step in ${STEPS:-throughput tta}; do
   throughput)
     if [ "$SMALL" = 1 ]; then size=(--image-size 64 --batch-size 4 --steps 2 --warmup 1 --workers 0)
     else size=(--batch-size "${BATCH:-64}" --steps "${TRAIN_STEPS:-30}" --workers "${WORKERS:-14}"); fi
-    timeout "${THROUGHPUT_TIMEOUT:-240}" $PY -m benchmarks.train_throughput --dataset-dir "$CACHE" --dataset-format cache \
-      --encoder "$ENCODER" "${size[@]}" --variants "${VARIANTS:-monai,fast,fast-fused,fast-ema,fast-compile}" \
+    timeout "${THROUGHPUT_TIMEOUT:-300}" $PY -m benchmarks.train_throughput --dataset-dir "$CACHE" --dataset-format cache \
+      --encoder "$ENCODER" "${size[@]}" --variants "${VARIANTS:-monai,fast,fast-fused,fast-ema,fast-fused-compile,fast-fused-graphs}" \
       --out-dir "$OUT" 2>&1 | log throughput ;;
   tta)
     if [ "$SMALL" = 1 ]; then size=(--image-size 64 --epochs 1 --batch-size 4)
