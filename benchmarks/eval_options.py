@@ -12,6 +12,7 @@ took, so the evaluation and inference defaults are set by a measurement.
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from itertools import product
@@ -63,7 +64,12 @@ def main() -> None:
         row["volumes_better_worse"] = f"{int((change > 1e-9).sum())}/{int((change < -1e-9).sum())}"
     columns = ["flip_tta", "postprocess", *(f"dice_{c}" for c in CLASSES), "hd95_mean", "dice_change_points"]
     print(table(rows, [*columns, "volumes_better_worse", "seconds"]))
-    settings = {"run_dir": str(args.run_dir), "dataset_dir": args.dataset_dir, "volumes": len(plain)}
+    settings = {
+        "run_dir": str(args.run_dir),
+        "trained": json.loads((args.run_dir / "data.json").read_text())["settings"],  # how the model was made
+        "dataset_dir": args.dataset_dir,
+        "volumes": len(plain),
+    }
     print("wrote", write_result("eval_options", {"settings": settings, "results": rows}))
 
 
