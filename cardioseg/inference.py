@@ -194,7 +194,7 @@ class Segmenter:
         if self.percentiles is not None and len(self.percentiles) != 2:
             raise CardiosegError(f"percentiles must be [lower, upper], got {list(self.percentiles)}")
         self.image_order = int(image_order)
-        self.flip_tta = as_flag(flip_tta)
+        self.flip_tta = as_flag(flip_tta, "flip_tta")
         self.postprocess = check_postprocessing(postprocess)
 
     @torch.inference_mode()

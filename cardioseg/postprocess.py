@@ -18,7 +18,7 @@ from monai.transforms import FillHoles, KeepLargestConnectedComponent
 from scipy import ndimage
 
 from .data.labels import FOREGROUND
-from .errors import CardiosegError
+from .settings import choice
 
 RV, MYO, LV = (next(k for k, v in FOREGROUND.items() if v == name) for name in ("RV", "MYO", "LV"))
 POSTPROCESSING = ("none", "largest", "clean")
@@ -60,9 +60,7 @@ def clean_cine(labels: np.ndarray) -> np.ndarray:
 
 def check_postprocessing(name: str) -> str:
     """``name`` if it is one of ``POSTPROCESSING``; a bad setting is refused by name."""
-    if name not in POSTPROCESSING:
-        raise CardiosegError(f"postprocessing must be one of {', '.join(POSTPROCESSING)}; got {name!r}")
-    return name
+    return choice("postprocess", name, POSTPROCESSING)
 
 
 def postprocess_labels(labels: np.ndarray, name: str) -> np.ndarray:

@@ -120,10 +120,13 @@ def test_evaluate_applies_and_records_flip_tta_and_postprocessing(trained_run, p
     result = json.loads((out / "evaluation.json").read_text())
     assert result["flip_tta"] is True and result["postprocess"] == "clean"
     assert "flip TTA on, post-processing clean" in capsys.readouterr().out
-    with pytest.raises(Exception) as info:  # a bad setting: named, nothing written
-        run(output_dir=str(tmp_path / "bad"), postprocess="biggest", **settings)
-    assert "postprocessing must be one of none, largest, clean" in str(cardioseg_cause(info.value))
-    assert not (tmp_path / "bad").exists()
+    bad = [({"postprocess": "biggest"}, "'postprocess' is 'biggest': choose one of none, largest, clean")]
+    bad.append(({"flip_tta": "maybe"}, "'flip_tta' is 'maybe': expected true or false"))
+    for override, expected in bad:  # a bad setting: named, nothing written
+        with pytest.raises(Exception) as info:
+            run(output_dir=str(tmp_path / "bad"), **override, **settings)
+        assert expected in str(cardioseg_cause(info.value))
+        assert not (tmp_path / "bad").exists()
 
 
 def test_flip_tta_averages_the_probabilities_of_the_four_mirrors():

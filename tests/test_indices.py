@@ -79,5 +79,5 @@ def test_clean_labels_removes_specks_and_fills_holes(patient):
 
 
 def test_unknown_postprocessing_is_refused_by_name(patient):
-    with pytest.raises(CardiosegError, match="postprocessing must be one of none, largest, clean; got 'biggest'"):
+    with pytest.raises(CardiosegError, match="'postprocess' is 'biggest': choose one of none, largest, clean"):
         postprocess_labels(patient.labels[1], "biggest")
