@@ -171,12 +171,17 @@ def main() -> None:
         parse_variant(variant)  # all names checked before anything runs
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "variants"}
     for variant in args.variants.split(","):
-        rows.append(measure(variant, data, args, device))
-        print(f"{variant}: {rows[-1]['images_per_s']} images/s", flush=True)
+        try:
+            rows.append(measure(variant, data, args, device))
+            print(f"{variant}: {rows[-1]['images_per_s']} images/s", flush=True)
+        except Exception as error:  # a lever that fails on this machine is recorded; the others still run
+            rows.append({"variant": variant, "images_per_s": None, "error": f"{type(error).__name__}: {error}"[:500]})
+            print(f"{variant}: failed: {rows[-1]['error']}", flush=True)
         for reference in ("monai", "fast"):
             base = next((r["images_per_s"] for r in rows if r["variant"] == reference), None)
             for row in rows:
-                row[f"ratio_to_{reference}"] = round(row["images_per_s"] / base, 2) if base else None
+                measured = base and row["images_per_s"]
+                row[f"ratio_to_{reference}"] = round(row["images_per_s"] / base, 2) if measured else None
         path = write_result("train_throughput", {"settings": settings, "results": rows}, args.out_dir)  # so far
     columns = ["variant", "images_per_s", "ratio_to_monai", "ratio_to_fast", "amp_bf16", "channels_last", *LEVERS]
     print(table(rows, columns))
