@@ -9,6 +9,8 @@
 #               with two compiled variants; the JSON is rewritten after each; issue 10, target 1)
 #   tta         time to 0.90 val Dice from the command's start, one process per TTA_VARIANTS entry
 #               (about 150 s each; issue 10, targets 2 and 3)
+#   accuracy    one long run, ACC_VARIANTS (default ema-ds: weight average and deep supervision) for
+#               ACC_EPOCHS (default 120, about 250 s): the best Dice within 5 minutes (issue 10, target 3)
 #   pretrain    BYOL ResNet-50 224 px pretraining images/s, view loader vs lightly's pipeline (issue 8)
 #   packed      4 few-label runs at once vs one after another (issue 10, target 4)
 # Dry run on the CPU at tiny size: PY=.venv/bin/python CACHE=tiny.xz ENCODER=resnet18 EPOCHS=1 STEPS=... SMALL=1
@@ -41,6 +43,12 @@ for step in ${STEPS:-throughput tta}; do
     timeout "${TTA_TIMEOUT:-360}" $PY -m benchmarks.time_to_accuracy --dataset-dir "$CACHE" --dataset-format cache \
       --encoder "$ENCODER" "${size[@]}" --learning-rate 0.002 --variants "${TTA_VARIANTS:-plain,ema}" \
       --output-dir "$OUT/tta_runs" --out-dir "$OUT" 2>&1 | log time_to_accuracy ;;
+  accuracy)
+    if [ "$SMALL" = 1 ]; then size=(--image-size 64 --epochs 2 --batch-size 4)
+    else size=(--epochs "${ACC_EPOCHS:-120}" --batch-size 32); fi
+    timeout "${ACC_TIMEOUT:-400}" $PY -m benchmarks.time_to_accuracy --dataset-dir "$CACHE" --dataset-format cache \
+      --encoder "$ENCODER" "${size[@]}" --learning-rate 0.002 --variants "${ACC_VARIANTS:-ema-ds}" \
+      --output-dir "$OUT/accuracy_runs" --out-dir "$OUT/accuracy" 2>&1 | log accuracy ;;
   pretrain)
     if [ "$SMALL" = 1 ]; then size=(--image-size 32 --batch-size 8 --images 64 --warmup 1 --steps 2 --repeats 1 --loader-steps 2)
     else size=(--image-size 224 --batch-size 256 --images 5000 --warmup 5 --steps 20 --repeats 3); fi

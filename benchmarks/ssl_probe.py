@@ -5,7 +5,10 @@ recipe (``pretraining/configs/specialist.json``; the data layer reads ``train.tx
 ``val.txt``'s), then fine-tunes the whole U-Net through the bundle's train.json on ``--labelled-patients``
 labelled training patients, once from each pretrained checkpoint (``mim``: encoder and decoder, the other
 methods: the encoder) and once from random initialisation, with the same seed (same labelled patients,
-batches and initialisation of what the checkpoint does not hold), epochs and settings. Reports the
+batches and initialisation of what the checkpoint does not hold), epochs and settings. With
+``--freeze-encoder`` it is the frozen-encoder probe instead: the encoder's weights stay as pretrained (or
+random) and only the decoder and head train, which asks how good the features are rather than how good a
+starting point (results ``ssl_probe_frozen_<device>``). Reports the
 validation Dice (3D, per volume, mean of RV, MYO, LV, on the 10 ``val.txt`` patients) of every epoch, the
 last, the best and the mean over epochs (the paper's question is convergence speed), per seed, and in how
 many seeds each pretrained start beat random on the same labelled patients; ``ssl_probe_<device>.json``
@@ -76,6 +79,7 @@ def finetune(args: argparse.Namespace, seed: int, pretrained: Path | None, out: 
         "dataset_dir": str(args.dataset_dir),
         "dataset_format": "ssl4mis",
         "pretrained": None if pretrained is None else str(pretrained),
+        "freeze_encoder": args.freeze_encoder,
         **few_label_settings(args, seed),
     }
     if not (finished_run(out, settings, "metrics.jsonl") and len(read_metrics(out / "metrics.jsonl")) == args.epochs):
@@ -143,10 +147,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--freeze-encoder", action="store_true", help="train the decoder and head only")
     parser.add_argument("--output-dir", type=Path, help="keep the runs here (default: a temporary folder)")
     args = parser.parse_args()
 
     work = args.output_dir or Path(tempfile.mkdtemp(prefix="ssl_probe_"))
+    probe = "frozen" if args.freeze_encoder else "finetune"
+    name = "ssl_probe_frozen" if args.freeze_encoder else "ssl_probe"
     checkpoints, pretraining = {"random": None}, {}
     for method in args.methods:
         checkpoints[method] = pretrain(args, method, work / f"pretrain_{method}")
@@ -156,7 +163,7 @@ def main() -> None:
     runs, rows = {init: {} for init in checkpoints}, []
     for seed in args.seeds:
         for init, checkpoint in checkpoints.items():
-            metrics = finetune(args, seed, checkpoint, work / f"finetune_{init}_seed{seed}")
+            metrics = finetune(args, seed, checkpoint, work / f"{probe}_{init}_seed{seed}")
             runs[init][seed] = metrics
             rows.append(summary(init, seed, metrics) | {"seconds": metrics[-1]["wall_seconds"]})
     rows += [init_summary(init, rows) for init in checkpoints]
@@ -168,7 +175,7 @@ def main() -> None:
         for seed, metrics in by_seed.items()
     }
     path = write_result(
-        "ssl_probe",
+        name,
         {
             "rows": rows,
             "pretraining": pretraining,
@@ -179,7 +186,8 @@ def main() -> None:
     )
     print(f"wrote {path}")
     title = f"{args.labelled_patients} labelled patients, {args.encoder}, {args.image_size} px"
-    print("wrote", mean_curves_plot(runs, RESULTS / f"ssl_probe_{device_tag()}.png", title))
+    title += ", frozen encoder" if args.freeze_encoder else ""
+    print("wrote", mean_curves_plot(runs, RESULTS / f"{name}_{device_tag()}.png", title))
     print(f"runs kept in {work}")
 
 

@@ -34,6 +34,8 @@ def variant_overrides(name: str, args: argparse.Namespace) -> dict:
         "ema": {"ema_decay": args.ema_decay},
         "compile": {"compile": True},
         "ema-compile": {"ema_decay": args.ema_decay, "compile": True},
+        "ds": {"deep_supervision": args.deep_supervision},
+        "ema-ds": {"ema_decay": args.ema_decay, "deep_supervision": args.deep_supervision},
         "unpadded-validation": {"validate#loader#slice_multiple": 1},  # one cuDNN autotune per slice count
     }
     if name not in variants:
@@ -79,9 +81,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=0.002)
     parser.add_argument(
-        "--variants", default="plain", help="comma-separated: plain, ema, compile, ema-compile, unpadded-validation"
+        "--variants",
+        default="plain",
+        help="comma-separated: plain, ema, compile, ema-compile, ds, ema-ds, unpadded-validation",
     )
     parser.add_argument("--ema-decay", type=float, default=0.99, help="ema_decay of the ema variants")
+    parser.add_argument("--deep-supervision", type=int, default=3, help="deep_supervision of the ds variants")
     parser.add_argument("--output-dir", type=Path, help="keep the runs here (default: a temporary folder)")
     parser.add_argument("--out-dir", type=Path, help="write the result and plot here (default: benchmarks/results)")
     args = parser.parse_args()

@@ -5,8 +5,8 @@ Both run MONAI's SupervisedTrainer with the same U-Net, loss, optimiser and batc
 - ``fast``: slices resident on the device, batched augmentation there (cardioseg.training), bf16 autocast
   and channels_last on CUDA. Suffixes add one lever each, in any combination (``fast-fused-compile``):
   ``-fused`` fused AdamW (CUDA only), ``-ema`` the weight average's update after every step
-  (``ema_decay``), ``-compile`` torch.compile of the network, ``-graphs`` the same in mode
-  ``reduce-overhead`` (CUDA graphs).
+  (``ema_decay``), ``-ds`` deep supervision of 3 coarser decoder outputs (``deep_supervision``),
+  ``-compile`` torch.compile of the network, ``-graphs`` the same in mode ``reduce-overhead`` (CUDA graphs).
 Reports images per second of steady-state training steps and the ratio to ``monai``.
 
     python -m benchmarks.train_throughput --dataset-dir ../shared/data/acdc_ssl4mis --encoder resnet50 \\
@@ -23,7 +23,7 @@ import torch
 from ignite.engine import Events
 from monai.data import CacheDataset, DataLoader
 from monai.engines import SupervisedTrainer
-from monai.losses import DiceCELoss
+from monai.losses import DeepSupervisionLoss, DiceCELoss
 from monai.transforms import (
     Compose,
     RandAdjustContrastd,
@@ -39,6 +39,7 @@ from cardioseg.nets import build_unet
 from cardioseg.training.augment import AugmentConfig
 from cardioseg.training.averaging import WeightAverage
 from cardioseg.training.data import prepare_finetune_data
+from cardioseg.training.deep_supervision import DeepSupervision
 from cardioseg.training.loaders import TrainSliceLoader
 from cardioseg.training.workflow import without_loss_scaling
 
@@ -81,7 +82,7 @@ def monai_loader(data, batch_size: int, workers: int, pin: bool) -> DataLoader:
     )
 
 
-LEVERS = ("fused", "ema", "compile", "graphs")
+LEVERS = ("fused", "ema", "ds", "compile", "graphs")
 
 
 def parse_variant(variant: str) -> tuple[bool, list[str]]:
@@ -98,6 +99,7 @@ def measure(variant: str, data, args, device: torch.device) -> dict:
     channels_last = fast and cuda
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     net = build_unet(args.encoder).to(device, memory_format=memory_format)
+    stepped = DeepSupervision(net, 3 if "ds" in levers else 0)
     steps = args.warmup + args.steps
     if fast:
         loader = TrainSliceLoader(
@@ -117,9 +119,9 @@ def measure(variant: str, data, args, device: torch.device) -> dict:
         max_epochs=1,
         train_data_loader=loader,
         epoch_length=steps,
-        network=net,
-        optimizer=torch.optim.AdamW(net.parameters(), lr=1e-3, fused=cuda and "fused" in levers),
-        loss_function=DiceCELoss(to_onehot_y=True, softmax=True, batch=True),
+        network=stepped,
+        optimizer=torch.optim.AdamW(stepped.parameters(), lr=1e-3, fused=cuda and "fused" in levers),
+        loss_function=DeepSupervisionLoss(DiceCELoss(to_onehot_y=True, softmax=True, batch=True)),
         amp=fast and cuda,
         amp_kwargs={"dtype": torch.bfloat16},
         compile="compile" in levers or "graphs" in levers,

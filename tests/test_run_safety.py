@@ -90,6 +90,7 @@ BAD_SETTINGS = [
     (["--overwrite", "perhaps"], "'overwrite' is 'perhaps': expected true or false"),
     (["--augment", "sometimes"], "'augment' is 'sometimes': expected true or false"),
     (["--ema_decay", "1"], "'ema_decay' is 1: must be a finite number in (0, 1)"),
+    (["--freeze_encoder", "half"], "'freeze_encoder' is 'half': expected true or false"),
     (["--resume", "True", "--overwrite", "True"], "resume and overwrite exclude each other"),
     (["--pretrained", "no/such/weights.pt"], "'pretrained' is 'no/such/weights.pt': does not exist"),
 ]

@@ -11,9 +11,11 @@ from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
 
 from cardioseg.nets import build_unet
+from cardioseg.settings import SettingError
 from cardioseg.training.averaging import WeightAverage
 from cardioseg.training.convergence import read_metrics
 from cardioseg.training.data import prepare_finetune_data
+from cardioseg.training.deep_supervision import DeepSupervision
 from cardioseg.training.loaders import VolumeLoader, slices_to_volume
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,8 +41,15 @@ def stop_after_epoch(workflow: ConfigWorkflow, epoch: int) -> None:
 
 
 def test_resume_continues_to_the_same_result(phantom_dir, tmp_path):
-    """With weight averaging on, so its state must resume too."""
-    common = {"dataset_dir": str(phantom_dir), "dataset_format": "phantom", "epochs": 3, "seed": 1, "ema_decay": 0.9}
+    """With weight averaging and deep supervision on, so their states must resume too."""
+    common = {
+        "dataset_dir": str(phantom_dir),
+        "dataset_format": "phantom",
+        "epochs": 3,
+        "seed": 1,
+        "ema_decay": 0.9,
+        "deep_supervision": 2,
+    }
     straight = bundle_workflow(output_dir=str(tmp_path / "straight"), **common)
     straight.run()
 
@@ -64,12 +73,30 @@ def test_resume_continues_to_the_same_result(phantom_dir, tmp_path):
         for key in weights_a:
             torch.testing.assert_close(weights_a[key], weights_b[key], rtol=1e-5, atol=1e-6, msg=key)
     last = torch.load(tmp_path / "resumed" / "models" / "last.pt", weights_only=True)
+    straight_heads = torch.load(tmp_path / "straight" / "models" / "last.pt", weights_only=True)[
+        "deep_supervision_heads"
+    ]
+    assert len(last["deep_supervision_heads"]) == 4  # two 1x1 convolutions, weight and bias
+    for key, value in last["deep_supervision_heads"].items():
+        torch.testing.assert_close(value, straight_heads[key], rtol=1e-5, atol=1e-6, msg=key)
     averaged = last["weight_average"]["averaged"]
     assert last["weight_average"]["updates"] == 3 * 16 // 4  # every step of 3 epochs
     assert any(not torch.equal(averaged[k], last["model"][k]) for k in averaged)
     best = torch.load(tmp_path / "resumed" / "models" / "model.pt", weights_only=True)
     if last["checkpointer"]["epoch"] == 3:  # model.pt holds the weights validated: the average's
         assert all(torch.equal(best[k], averaged[k]) for k in best)
+
+
+def test_deep_supervision_adds_coarser_outputs_and_leaves_the_unet_alone():
+    unet = build_unet("resnet18").eval()
+    images = torch.rand(2, 1, 64, 64)
+    plain = DeepSupervision(unet, 0)
+    torch.testing.assert_close(plain(images), unet(images))
+    outputs = DeepSupervision(unet, 3)(images)
+    assert [tuple(o.shape) for o in outputs] == [(2, 4, 64, 64), (2, 4, 32, 32), (2, 4, 16, 16), (2, 4, 8, 8)]
+    torch.testing.assert_close(outputs[0], unet(images))  # the main output is the U-Net's own
+    with pytest.raises(SettingError, match="'deep_supervision' is 5: must be between 0 and 4"):
+        DeepSupervision(unet, 5)
 
 
 def test_weight_average_warms_up_then_follows_its_decay():
@@ -139,6 +166,28 @@ def test_label_budget_and_fixed_epoch_length(phantom_dir, tmp_path):
     (line,) = read_metrics(out / "metrics.jsonl")
     assert line["images_seen"] == TINY["epoch_length"]  # oversampled: same epoch length as a full budget
     assert set(line["val_dice"]) == {"RV", "MYO", "LV"}
+
+
+def test_frozen_encoder_keeps_its_weights_and_trains_the_decoder(phantom_dir, tmp_path):
+    """The frozen-encoder probe: encoder weights as they started, its batch-norm statistics following the
+    data, the decoder and head trained, the setting recorded."""
+    out = tmp_path / "frozen"
+    workflow = bundle_workflow(
+        dataset_dir=str(phantom_dir), dataset_format="phantom", epochs=1, freeze_encoder=True, output_dir=str(out)
+    )
+    network = workflow.parser.get_parsed_content("network")
+    start = {k: v.detach().clone() for k, v in network.state_dict().items()}
+    optimizer = workflow.parser.get_parsed_content("optimizer")
+    trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert trained and not trained & {id(p) for p in network.encoder.parameters()}
+    workflow.run()
+    weights = torch.load(out / "models" / "last.pt", weights_only=True)["model"]
+    encoder_weights = [f"encoder.{name}" for name, _ in network.encoder.named_parameters()]
+    assert all(torch.equal(weights[k], start[k]) for k in encoder_weights)
+    assert not torch.equal(weights["encoder.bn1.running_mean"], start["encoder.bn1.running_mean"])
+    decoder = [k for k in weights if k.startswith(("decoder.", "segmentation_head.")) and k.endswith("weight")]
+    assert decoder and all(not torch.equal(weights[k], start[k]) for k in decoder)
+    assert json.loads((out / "data.json").read_text())["settings"]["freeze_encoder"] is True
 
 
 def test_multigpu_config_under_torchrun(phantom_dir, tmp_path):

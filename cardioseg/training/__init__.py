@@ -3,4 +3,28 @@
 The submodules are imported here so a bundle config can reach them all after ``import cardioseg.training``.
 """
 
-from . import augment, averaging, checkpointing, convergence, data, loaders, settings, workflow  # noqa: F401
+__all__ = [
+    "augment",
+    "averaging",
+    "checkpointing",
+    "convergence",
+    "data",
+    "deep_supervision",
+    "freezing",
+    "loaders",
+    "settings",
+    "workflow",
+]
+
+from . import (
+    augment,
+    averaging,
+    checkpointing,
+    convergence,
+    data,
+    deep_supervision,
+    freezing,
+    loaders,
+    settings,
+    workflow,
+)

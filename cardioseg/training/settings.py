@@ -45,6 +45,8 @@ def check_finetune_settings(settings: dict[str, Any]) -> dict[str, Any]:
         raise SettingError("warmup_epochs", warmup, f"must not exceed epochs ({epochs})")
     if not is_none(s["ema_decay"]):
         real_number("ema_decay", s["ema_decay"], 0.0, 1.0, open_low=True, open_high=True)
+    as_flag(s["freeze_encoder"], "freeze_encoder")
+    whole_number("deep_supervision", s["deep_supervision"], minimum=0)  # its maximum: DeepSupervision's check
     as_flag(s["augment"], "augment")
     pretrained = s["pretrained"]
     if not is_none(pretrained) and not is_weights_name(pretrained):
