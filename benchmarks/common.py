@@ -14,6 +14,7 @@ import torch
 from cardioseg.atomic import atomic_path, write_text_atomic
 
 RESULTS = Path(__file__).resolve().parent / "results"
+NARROW_DECODER = (128, 64, 32, 16, 16)  # half of FlexibleUNet's decoder channels: 0.76x a ResNet-50 step (unet_flops)
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,13 +8,12 @@ methods: the encoder) and once from random initialisation, with the same seed (s
 batches and initialisation of what the checkpoint does not hold), epochs and settings. With
 ``--freeze-encoder`` it is the frozen-encoder probe instead: the encoder's weights stay as pretrained (or
 random) and only the decoder and head train, which asks how good the features are rather than how good a
-starting point (results ``ssl_probe_frozen_<device>``). Reports the
-validation Dice (3D, per volume, mean of RV, MYO, LV, on the 10 ``val.txt`` patients) of every epoch, the
-last, the best and the mean over epochs (the paper's question is convergence speed), per seed, and in how
-many seeds each pretrained start beat random on the same labelled patients; ``ssl_probe_<device>.json``
-and ``.png`` (mean curve and range over seeds) in benchmarks/results/. Runs that an ``--output-dir``
-already holds, finished with the same settings, are read instead of run again (so seeds can be split
-between processes and gathered by one more call with all of them).
+starting point. Reports the validation Dice (3D, per volume, mean of RV, MYO, LV, on the 10 ``val.txt``
+patients) of every epoch, the last, the best and the mean over epochs (the paper's question is convergence
+speed), per seed, and in how many seeds each pretrained start beat random on the same labelled patients;
+``ssl_probe_<finetune|frozen>_<N>patients_<device>.json`` and ``.png`` (mean curve and range over seeds) in
+benchmarks/results/. Runs that an ``--output-dir`` already holds, finished with the same settings, are read
+instead of run again (so seeds can be split between processes and gathered by one more call with all of them).
 
     python -m benchmarks.ssl_probe --dataset-dir ../shared/data/acdc_ssl4mis --methods mim byol \\
         --encoder resnet18 --image-size 64 --pretrain-epochs 10 --labelled-patients 7 --epochs 20 \\
@@ -153,7 +152,7 @@ def main() -> None:
 
     work = args.output_dir or Path(tempfile.mkdtemp(prefix="ssl_probe_"))
     probe = "frozen" if args.freeze_encoder else "finetune"
-    name = "ssl_probe_frozen" if args.freeze_encoder else "ssl_probe"
+    name = f"ssl_probe_{probe}_{args.labelled_patients}patients"
     checkpoints, pretraining = {"random": None}, {}
     for method in args.methods:
         checkpoints[method] = pretrain(args, method, work / f"pretrain_{method}")

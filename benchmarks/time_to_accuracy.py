@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import RESULTS, add_data_arguments, device_tag, table, write_result
+from benchmarks.common import NARROW_DECODER, RESULTS, add_data_arguments, device_tag, table, write_result
 from cardioseg.study.packing import BundleRun, run_packed
 from cardioseg.training.convergence import read_metrics
 from cardioseg.visualize import convergence_plot
@@ -36,6 +36,7 @@ def variant_overrides(name: str, args: argparse.Namespace) -> dict:
         "ema-compile": {"ema_decay": args.ema_decay, "compile": True},
         "ds": {"deep_supervision": args.deep_supervision},
         "ema-ds": {"ema_decay": args.ema_decay, "deep_supervision": args.deep_supervision},
+        "narrow-decoder": {"decoder_channels": list(NARROW_DECODER)},
         "unpadded-validation": {"validate#loader#slice_multiple": 1},  # one cuDNN autotune per slice count
     }
     if name not in variants:
@@ -83,7 +84,7 @@ def main() -> None:
     parser.add_argument(
         "--variants",
         default="plain",
-        help="comma-separated: plain, ema, compile, ema-compile, ds, ema-ds, unpadded-validation",
+        help="comma-separated: plain, ema, compile, ema-compile, ds, ema-ds, narrow-decoder, unpadded-validation",
     )
     parser.add_argument("--ema-decay", type=float, default=0.99, help="ema_decay of the ema variants")
     parser.add_argument("--deep-supervision", type=int, default=3, help="deep_supervision of the ds variants")

@@ -6,7 +6,8 @@ Both run MONAI's SupervisedTrainer with the same U-Net, loss, optimiser and batc
   and channels_last on CUDA. Suffixes add one lever each, in any combination (``fast-fused-compile``):
   ``-fused`` fused AdamW (CUDA only), ``-ema`` the weight average's update after every step
   (``ema_decay``), ``-ds`` deep supervision of 3 coarser decoder outputs (``deep_supervision``),
-  ``-compile`` torch.compile of the network, ``-graphs`` the same in mode ``reduce-overhead`` (CUDA graphs).
+  ``-narrow`` the decoder at half its channels (``NARROW_DECODER``), ``-compile`` torch.compile of the
+  network, ``-graphs`` the same in mode ``reduce-overhead`` (CUDA graphs).
 Reports images per second of steady-state training steps and the ratio to ``monai``.
 
     python -m benchmarks.train_throughput --dataset-dir ../shared/data/acdc_ssl4mis --encoder resnet50 \\
@@ -35,6 +36,7 @@ from monai.transforms import (
 )
 
 from benchmarks.common import add_data_arguments, table, write_result
+from benchmarks.time_to_accuracy import NARROW_DECODER
 from cardioseg.nets import build_unet
 from cardioseg.training.augment import AugmentConfig
 from cardioseg.training.averaging import WeightAverage
@@ -82,7 +84,7 @@ def monai_loader(data, batch_size: int, workers: int, pin: bool) -> DataLoader:
     )
 
 
-LEVERS = ("fused", "ema", "ds", "compile", "graphs")
+LEVERS = ("fused", "ema", "ds", "narrow", "compile", "graphs")
 
 
 def parse_variant(variant: str) -> tuple[bool, list[str]]:
@@ -98,7 +100,8 @@ def measure(variant: str, data, args, device: torch.device) -> dict:
     fast, levers = parse_variant(variant)
     channels_last = fast and cuda
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    net = build_unet(args.encoder).to(device, memory_format=memory_format)
+    net = build_unet(args.encoder, decoder_channels=NARROW_DECODER if "narrow" in levers else None)
+    net = net.to(device, memory_format=memory_format)
     stepped = DeepSupervision(net, 3 if "ds" in levers else 0)
     steps = args.warmup + args.steps
     if fast:

@@ -274,7 +274,7 @@ def package_run(run_dir: str | Path, out: str | Path | None = None, overwrite: b
     from .checkpoint import file_sha256, save_torch_atomic
     from .export import export_onnx
     from .inference import encoder_of_state_dict, read_state_dict
-    from .nets import build_unet
+    from .nets import build_unet, decoder_channels_of
 
     run_dir = Path(run_dir)
     checkpoint = run_dir / "models" / "model.pt"
@@ -294,7 +294,8 @@ def package_run(run_dir: str | Path, out: str | Path | None = None, overwrite: b
     found = encoder_of_state_dict(state, checkpoint)
     if found != recorded:
         raise DataError(checkpoint, f"holds {found} weights but {run_dir / 'data.json'} records encoder {recorded}")
-    network = build_unet(found, in_channels=1, out_channels=4)
+    architecture = {"encoder": found, "out_channels": 4, "decoder_channels": decoder_channels_of(state)}
+    network = build_unet(**architecture)
     network.load_state_dict(state, strict=True)
     network.eval()
     template = _read_json(BUNDLE_DIR / "configs" / "metadata.json", "bundle metadata")
@@ -328,7 +329,7 @@ def package_run(run_dir: str | Path, out: str | Path | None = None, overwrite: b
                 meta_file=str(stage / "configs" / "metadata.json"),
                 config_file=str(stage / "configs" / "inference.json"),
                 bundle_root=str(stage),
-                network_def={"_target_": "cardioseg.nets.build_unet", "encoder": found, "out_channels": 4},
+                network_def={"_target_": "cardioseg.nets.build_unet", **architecture},
             )
         _check_torchscript(models / "model.ts", network, size)
         hashes = {name: file_sha256(stage / name) for name in MODEL_FILES}

@@ -36,7 +36,7 @@ from .data.slicing import normalize_intensity
 from .data.validate import check_image
 from .errors import CardiosegError, DataError
 from .metrics import predict_volume_ssl4mis
-from .nets.unet import ENCODERS, SIZE_DIVISOR, build_encoder
+from .nets.unet import ENCODERS, SIZE_DIVISOR, build_encoder, decoder_channels_of
 from .postprocess import check_postprocessing, postprocess_labels
 from .settings import as_flag, is_none
 
@@ -146,6 +146,14 @@ def resolve_image_size(image_size: int | str | None, ckpt_path: str | Path | Non
     return size
 
 
+def resolve_decoder_channels(ckpt_path: str | Path | None) -> tuple[int, ...] | None:
+    """The decoder channels the checkpoint's U-Net was trained with (the bundle's ``decoder_channels``);
+    None (the default decoder) without a checkpoint file, whose absence loading then reports."""
+    if is_none(ckpt_path) or not Path(ckpt_path).is_file():
+        return None
+    return decoder_channels_of(read_state_dict(ckpt_path))
+
+
 def load_network(network: torch.nn.Module, ckpt_path: str | Path, device: torch.device | str = "cpu"):
     """Load a checkpoint's weights into ``network`` (strictly) and return it on ``device`` in eval mode."""
     state = read_state_dict(ckpt_path)
@@ -243,7 +251,8 @@ def build_segmenter(
     from .nets.unet import build_unet
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    network = build_unet(resolve_encoder(encoder, ckpt_path), in_channels=1, out_channels=4)
+    encoder = resolve_encoder(encoder, ckpt_path)
+    network = build_unet(encoder, out_channels=4, decoder_channels=resolve_decoder_channels(ckpt_path))
     network = load_network(network, ckpt_path, device)
     return Segmenter(network, resolve_image_size(image_size, ckpt_path), device=device, **options)
 

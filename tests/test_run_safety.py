@@ -91,6 +91,8 @@ BAD_SETTINGS = [
     (["--augment", "sometimes"], "'augment' is 'sometimes': expected true or false"),
     (["--ema_decay", "1"], "'ema_decay' is 1: must be a finite number in (0, 1)"),
     (["--freeze_encoder", "half"], "'freeze_encoder' is 'half': expected true or false"),
+    (["--deep_supervision", "5"], "'deep_supervision' is 5: must be between 0 and 4"),
+    (["--decoder_channels", "[64,32]"], "'decoder_channels' is [64, 32]: give 5 whole numbers, coarsest first"),
     (["--resume", "True", "--overwrite", "True"], "resume and overwrite exclude each other"),
     (["--pretrained", "no/such/weights.pt"], "'pretrained' is 'no/such/weights.pt': does not exist"),
 ]

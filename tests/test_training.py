@@ -190,6 +190,28 @@ def test_frozen_encoder_keeps_its_weights_and_trains_the_decoder(phantom_dir, tm
     assert json.loads((out / "data.json").read_text())["settings"]["freeze_encoder"] is True
 
 
+def test_a_narrower_decoder_trains_and_is_rebuilt_from_its_weights(phantom_dir, tmp_path):
+    from monai.bundle import run
+
+    from cardioseg.bundle import package_run
+    from cardioseg.inference import build_segmenter
+
+    out = tmp_path / "narrow"
+    channels = [64, 32, 16, 16, 8]
+    bundle_workflow(
+        dataset_dir=str(phantom_dir), dataset_format="phantom", epochs=1, decoder_channels=channels, output_dir=str(out)
+    ).run()
+    assert json.loads((out / "data.json").read_text())["settings"]["decoder_channels"] == channels
+    segmenter = build_segmenter(out / "models" / "model.pt")  # strict load: the decoder read from the weights
+    blocks = segmenter.network.decoder.blocks
+    assert [block.convs.conv_1.conv.out_channels for block in blocks] == channels
+    settings = {"run_dir": str(out), "dataset_dir": str(phantom_dir), "output_dir": str(tmp_path / "ev")}
+    run(config_file=str(TRAIN_CONFIG.with_name("evaluate.json")), logging_file=False, progress=False, **settings)
+    assert json.loads((tmp_path / "ev" / "evaluation.json").read_text())["summary"]["dice"]["mean"]
+    exported = package_run(out)["bundle_dir"]  # ONNX and TorchScript from the same narrow network
+    assert (exported / "models" / "model.ts").is_file() and (exported / "models" / "model.onnx").is_file()
+
+
 def test_multigpu_config_under_torchrun(phantom_dir, tmp_path):
     """multi_gpu_train.json with two processes (gloo on the CPU): one global batch per step, one log."""
     import subprocess

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..data.slicing import MODES
-from ..nets import ENCODERS, SIZE_DIVISOR, build_unet, is_weights_name, load_pretrained
+from ..nets import DECODER_CHANNELS, ENCODERS, SIZE_DIVISOR, build_unet, is_weights_name, load_pretrained
 from ..settings import (
     SettingError,
     as_flag,
@@ -46,7 +46,16 @@ def check_finetune_settings(settings: dict[str, Any]) -> dict[str, Any]:
     if not is_none(s["ema_decay"]):
         real_number("ema_decay", s["ema_decay"], 0.0, 1.0, open_low=True, open_high=True)
     as_flag(s["freeze_encoder"], "freeze_encoder")
-    whole_number("deep_supervision", s["deep_supervision"], minimum=0)  # its maximum: DeepSupervision's check
+    levels = whole_number("deep_supervision", s["deep_supervision"], minimum=0)
+    if levels > len(DECODER_CHANNELS) - 1:
+        raise SettingError("deep_supervision", levels, f"must be between 0 and {len(DECODER_CHANNELS) - 1}")
+    channels = s["decoder_channels"]
+    if not is_none(channels):
+        if not isinstance(channels, list | tuple) or len(channels) != len(DECODER_CHANNELS):
+            wanted = f"give {len(DECODER_CHANNELS)} whole numbers, coarsest first"
+            raise SettingError("decoder_channels", channels, wanted)
+        for value in channels:
+            whole_number("decoder_channels", value, minimum=1)
     as_flag(s["augment"], "augment")
     pretrained = s["pretrained"]
     if not is_none(pretrained) and not is_weights_name(pretrained):
@@ -54,13 +63,13 @@ def check_finetune_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
-def inspect_pretrained(encoder: str, pretrained: Any) -> dict[str, Any] | None:
+def inspect_pretrained(encoder: str, pretrained: Any, decoder_channels: Any = None) -> dict[str, Any] | None:
     """Load ``pretrained`` into a bare U-Net as ``build_unet`` will (the encoder, and the decoder of a
     whole-U-Net checkpoint), so weights that do not fit fail before the run folder is made, and describe
     them (source, sha256, scope, checkpoint header) for the run's record."""
     if is_none(pretrained):
         return None
-    return load_pretrained(build_unet(encoder), str(pretrained)).describe()
+    return load_pretrained(build_unet(encoder, decoder_channels=decoder_channels), str(pretrained)).describe()
 
 
 def check_run_options(output_dir: Any, options: dict[str, Any]) -> dict[str, bool]:
