@@ -130,8 +130,8 @@ def mean_curves_plot(runs: dict[str, dict[int, list[dict]]], path: Path, title: 
     return save_plot(fig, ax, path)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
+    """The data, network and specialist-recipe settings the cardiac probes share."""
     parser.add_argument("--dataset-dir", type=Path, default=Path("../shared/data/acdc_ssl4mis"))
     parser.add_argument("--methods", nargs="+", default=["mim"], help="pretraining methods to compare")
     parser.add_argument("--patch-size", type=int, default=8, help="masked patches of mim, in pixels")
@@ -140,6 +140,11 @@ def main() -> None:
     parser.add_argument("--pretrain-epochs", type=int, default=10)
     parser.add_argument("--pretrain-batch-size", type=int, default=64)
     parser.add_argument("--pretrain-learning-rate", type=float, default=1e-3)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_pretrain_arguments(parser)
     parser.add_argument("--labelled-patients", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--epoch-length", type=int, default=160, help="labelled slices per fine-tuning epoch")
