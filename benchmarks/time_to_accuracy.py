@@ -89,6 +89,7 @@ def main() -> None:
     parser.add_argument("--ema-decay", type=float, default=0.99, help="ema_decay of the ema variants")
     parser.add_argument("--deep-supervision", type=int, default=3, help="deep_supervision of the ds variants")
     parser.add_argument("--output-dir", type=Path, help="keep the runs here (default: a temporary folder)")
+    parser.add_argument("--name", default="time_to_accuracy", help="result files: NAME_<device>.json and .png")
     parser.add_argument("--out-dir", type=Path, help="write the result and plot here (default: benchmarks/results)")
     args = parser.parse_args()
 
@@ -107,8 +108,8 @@ def main() -> None:
     print(table(rows, ["variant", "val_dice", *TIMING]))
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     result = {"settings": settings, "variants": {n: variant_overrides(n, args) for n in names}, "reached": rows}
-    print("wrote", write_result("time_to_accuracy", {**result, "epochs": runs}, args.out_dir))
-    plot = (args.out_dir or RESULTS) / f"time_to_accuracy_{device_tag()}.png"
+    print("wrote", write_result(args.name, {**result, "epochs": runs}, args.out_dir))
+    plot = (args.out_dir or RESULTS) / f"{args.name}_{device_tag()}.png"
     labels = {f"{args.encoder}, {name}": metrics for name, metrics in runs.items()}
     convergence_plot(labels, plot, seconds="seconds_since_command", seconds_label="seconds since the command")
     print("wrote", plot)
