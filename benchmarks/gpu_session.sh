@@ -29,6 +29,13 @@ ENCODER=${ENCODER:-resnet50}
 SMALL=${SMALL:-0}  # 1: tiny sizes for a CPU dry run
 $PY -c "import torch, monai; print('torch', torch.__version__, 'monai', monai.__version__)"
 log() { grep -v Warning | tee "$OUT/$1.log"; }
+time_to_accuracy() {  # STEP TIMEOUT EPOCHS VARIANTS RESULT_NAME: one benchmarks.time_to_accuracy run
+  if [ "$SMALL" = 1 ]; then size=(--image-size 64 --epochs 1 --batch-size 4)
+  else size=(--epochs "$3" --batch-size 32); fi
+  timeout "$2" $PY -m benchmarks.time_to_accuracy --dataset-dir "$CACHE" --dataset-format cache \
+    --encoder "$ENCODER" "${size[@]}" --learning-rate 0.002 --variants "$4" --name "$5" \
+    --output-dir "$OUT/$1_runs" --out-dir "$OUT" 2>&1 | log "$5"
+}
 for step in ${STEPS:-throughput tta}; do
   case $step in
   throughput)
@@ -37,18 +44,8 @@ for step in ${STEPS:-throughput tta}; do
     timeout "${THROUGHPUT_TIMEOUT:-300}" $PY -m benchmarks.train_throughput --dataset-dir "$CACHE" --dataset-format cache \
       --encoder "$ENCODER" "${size[@]}" --variants "${VARIANTS:-monai,fast,fast-fused,fast-ema,fast-fused-compile,fast-fused-graphs}" \
       --out-dir "$OUT" 2>&1 | log throughput ;;
-  tta)
-    if [ "$SMALL" = 1 ]; then size=(--image-size 64 --epochs 1 --batch-size 4)
-    else size=(--epochs "${EPOCHS:-50}" --batch-size 32); fi
-    timeout "${TTA_TIMEOUT:-360}" $PY -m benchmarks.time_to_accuracy --dataset-dir "$CACHE" --dataset-format cache \
-      --encoder "$ENCODER" "${size[@]}" --learning-rate 0.002 --variants "${TTA_VARIANTS:-plain,ema}" \
-      --output-dir "$OUT/tta_runs" --out-dir "$OUT" 2>&1 | log time_to_accuracy ;;
-  accuracy)
-    if [ "$SMALL" = 1 ]; then size=(--image-size 64 --epochs 2 --batch-size 4)
-    else size=(--epochs "${ACC_EPOCHS:-120}" --batch-size 32); fi
-    timeout "${ACC_TIMEOUT:-400}" $PY -m benchmarks.time_to_accuracy --dataset-dir "$CACHE" --dataset-format cache \
-      --encoder "$ENCODER" "${size[@]}" --learning-rate 0.002 --variants "${ACC_VARIANTS:-ema-ds}" \
-      --output-dir "$OUT/accuracy_runs" --out-dir "$OUT/accuracy" 2>&1 | log accuracy ;;
+  tta) time_to_accuracy tta "${TTA_TIMEOUT:-360}" "${EPOCHS:-50}" "${TTA_VARIANTS:-plain,ema}" time_to_accuracy ;;
+  accuracy) time_to_accuracy accuracy "${ACC_TIMEOUT:-400}" "${ACC_EPOCHS:-120}" "${ACC_VARIANTS:-ema-ds}" accuracy ;;
   pretrain)
     if [ "$SMALL" = 1 ]; then size=(--image-size 32 --batch-size 8 --images 64 --warmup 1 --steps 2 --repeats 1 --loader-steps 2)
     else size=(--image-size 224 --batch-size 256 --images 5000 --warmup 5 --steps 20 --repeats 3); fi
