@@ -137,7 +137,7 @@ def main() -> None:
             print(f"{init}, seed {seed}", flush=True)
             curve = probe_run(args, data, frozen_encoder(args, seed, checkpoint), seed)
             curves[f"{init} seed {seed}"] = curve
-            rows.append({"init": init, "seed": seed, **{k: v for k, v in curve[-1]["val_dice"].items()}})
+            rows.append({"init": init, "seed": seed, **curve[-1]["val_dice"]})
     for init in checkpoints:
         mine = [r for r in rows if r["init"] == init and r["seed"] != "mean"]
         rows.append(
