@@ -9,7 +9,9 @@ train (DiceCE as fine-tuning, AdamW, warm-up and cosine), on every slice of the 
 decoder's ability to make up for them. Validation is the bundle's: 3D Dice per volume on the 10 ``val.txt``
 patients, mean of RV, MYO and LV. A random encoder (the U-Net's initialisation under the seed) is probed
 alike in the same run, beside each pretrained one (the specialist recipe, as ``ssl_probe`` pretrains it;
-the same ``--output-dir`` reuses its checkpoints). ``ssl_linear_probe_<device>.json`` and ``.png``.
+the same ``--output-dir`` reuses its checkpoints), and with ``--checkpoint-epochs`` each method's earlier
+checkpoints of the same run too, which shows how the features change with pretraining length (the paper's
+"are fewer than 5 epochs enough?"). ``ssl_linear_probe_<device>.json`` and ``.png``; on CUDA where present.
 
     python -m benchmarks.ssl_linear_probe --dataset-dir ../shared/data/acdc_ssl4mis --methods mim byol \\
         --encoder resnet18 --image-size 64 --pretrain-epochs 10 --epochs 30 --seeds 0 1
@@ -32,9 +34,10 @@ from benchmarks.common import RESULTS, device_tag, save_plot, table, write_resul
 from benchmarks.ssl_probe import add_pretrain_arguments, pretrain
 from cardioseg.nets import build_unet, encoder_of, load_pretrained
 from cardioseg.training.data import prepare_finetune_data
-from cardioseg.training.loaders import TrainSliceLoader, VolumeLoader, slices_to_volume
+from cardioseg.training.loaders import VolumeLoader, slices_to_volume
 
 CLASSES = ("RV", "MYO", "LV")
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 class LinearProbe(torch.nn.Module):
@@ -54,7 +57,21 @@ def frozen_encoder(args: argparse.Namespace, seed: int, checkpoint: Path | None)
     torch.manual_seed(seed)
     unet = build_unet(args.encoder)
     load_pretrained(unet, checkpoint)
-    return encoder_of(unet).eval().requires_grad_(False)
+    return encoder_of(unet).eval().requires_grad_(False).to(DEVICE)
+
+
+def probed_checkpoints(args: argparse.Namespace, work: Path) -> dict[str, Path | None]:
+    """``random``, then per method ``METHOD@EPOCHS`` for each ``--checkpoint-epochs`` and the last epoch."""
+    checkpoints: dict[str, Path | None] = {"random": None}
+    for method in args.methods:
+        final = pretrain(args, method, work / f"pretrain_{method}")
+        for epoch in sorted(set(args.checkpoint_epochs) - {args.pretrain_epochs}):
+            path = final.with_name(f"epoch_{epoch:04d}.pt")
+            if not path.is_file():
+                raise SystemExit(f"{path}: no checkpoint after pretraining epoch {epoch} (see the recipe's schedule)")
+            checkpoints[f"{method}@{epoch}"] = path
+        checkpoints[f"{method}@{args.pretrain_epochs}"] = final
+    return checkpoints
 
 
 def validate(encoder: torch.nn.Module, probe: LinearProbe, loader: VolumeLoader) -> dict[str, float]:
@@ -69,27 +86,33 @@ def validate(encoder: torch.nn.Module, probe: LinearProbe, loader: VolumeLoader)
     return dict(zip(CLASSES, per_class)) | {"mean": round(sum(per_class) / len(per_class), 5)}
 
 
+def encoded(encoder: torch.nn.Module, images: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """Every image's map at each encoder stage, computed once: the encoder is frozen and the probe sees no
+    augmentation, so each epoch would compute the same maps again (on the CPU, most of a probe's time)."""
+    with torch.no_grad():
+        batches = [encoder(part) for part in images.split(batch_size)]
+    return [torch.cat(stage) for stage in zip(*batches, strict=True)]
+
+
 def probe_run(args: argparse.Namespace, data, encoder: torch.nn.Module, seed: int) -> list[dict]:
     """Train the probe on frozen features; the validation Dice every ``--val-every`` epochs."""
-    loader = TrainSliceLoader(
-        data.train, data.labelled, args.batch_size, "cpu", seed=seed, epoch_length=len(data.train)
-    )
-    volumes = VolumeLoader(data.val, "cpu")
-    with torch.no_grad():
-        channels = [f.shape[1] for f in encoder(next(iter(loader))["image"])]
+    images = torch.from_numpy(data.train.images[data.labelled]).unsqueeze(1).to(DEVICE)
+    labels = torch.from_numpy(data.train.labels[data.labelled]).unsqueeze(1).float().to(DEVICE)
+    features = encoded(encoder, images, args.batch_size)
+    volumes = VolumeLoader(data.val, DEVICE)
     torch.manual_seed(seed)
-    probe = LinearProbe(channels)
+    generator = torch.Generator().manual_seed(seed)
+    probe = LinearProbe([f.shape[1] for f in features]).to(DEVICE)
+    steps = -(-len(labels) // args.batch_size)
     optimizer = torch.optim.AdamW(probe.parameters(), lr=args.learning_rate, weight_decay=0.0)
-    schedule = WarmupCosineSchedule(optimizer, warmup_steps=len(loader), t_total=args.epochs * len(loader))
+    schedule = WarmupCosineSchedule(optimizer, warmup_steps=steps, t_total=args.epochs * steps)
     loss_function = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
     curve = []
     for epoch in range(1, args.epochs + 1):
-        loader.epoch = epoch
         probe.train()
-        for batch in loader:
-            with torch.no_grad():
-                features = encoder(batch["image"])
-            loss = loss_function(probe(features, batch["image"].shape[-2:]), batch["label"])
+        for batch in torch.randperm(len(labels), generator=generator).split(args.batch_size):
+            batch = batch.to(DEVICE)
+            loss = loss_function(probe([f[batch] for f in features], labels.shape[-2:]), labels[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -102,18 +125,34 @@ def probe_run(args: argparse.Namespace, data, encoder: torch.nn.Module, seed: in
     return curve
 
 
-def curves_plot(curves: dict[str, list[dict]], path: Path, title: str) -> Path:
+def probe_plot(curves: dict[str, list[dict]], means: list[dict], path: Path, title: str) -> Path:
+    """Left: validation Dice over probe epochs, per encoder and seed. Right: the last epoch's Dice (mean over
+    seeds) against pretraining epochs, per method, from the random encoder at 0."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    inits = sorted({name.split(" seed")[0] for name in curves})
+    fig, (ax, by_length) = plt.subplots(1, 2, figsize=(12, 4))
+    inits = list(dict.fromkeys(name.split(" seed")[0] for name in curves))
+    methods = list(dict.fromkeys(init.split("@")[0] for init in inits))  # random first: colour C0
     for name, curve in curves.items():
-        colour = f"C{inits.index(name.split(' seed')[0])}"
-        ax.plot([c["epoch"] for c in curve], [c["val_dice"]["mean"] for c in curve], color=colour, label=name)
+        init = name.split(" seed")[0]
+        method = init.split("@")[0]
+        earlier = [i for i in inits if i.split("@")[0] == method]
+        style = ("-", "--", ":", "-.")[(len(earlier) - 1 - earlier.index(init)) % 4]  # the last checkpoint solid
+        dice = [c["val_dice"]["mean"] for c in curve]
+        ax.plot([c["epoch"] for c in curve], dice, style, color=f"C{methods.index(method)}", label=name)
     ax.set(xlabel="probe epoch", ylabel="mean validation Dice (RV, MYO, LV)", title=title, ylim=(0, None))
+    random = next(m["mean"] for m in means if m["init"] == "random")
+    for i, method in enumerate(methods[1:], start=1):
+        points = sorted((int(m["init"].split("@")[1]), m["mean"]) for m in means if m["init"].startswith(f"{method}@"))
+        epochs, dice = zip(*[(0, random), *points], strict=True)
+        by_length.plot(epochs, dice, "o-", color=f"C{i}", label=method)
+    by_length.axhline(random, color="C0", linestyle=":", label="random encoder")
+    by_length.set(xlabel="pretraining epochs", ylabel="last probe epoch's Dice, mean of seeds", title="by pretraining")
+    by_length.grid(alpha=0.3)
+    by_length.legend(loc="lower right", fontsize="small")
     return save_plot(fig, ax, path)
 
 
@@ -125,12 +164,14 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=1e-2)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--checkpoint-epochs", type=int, nargs="*", default=[], help="also probe these checkpoints")
     parser.add_argument("--output-dir", type=Path, help="pretraining runs here (default: a temporary folder)")
+    parser.add_argument("--out-dir", type=Path, help="write the result and plot here (default: benchmarks/results)")
     args = parser.parse_args()
 
     work = args.output_dir or Path(tempfile.mkdtemp(prefix="ssl_linear_probe_"))
-    checkpoints = {"random": None} | {m: pretrain(args, m, work / f"pretrain_{m}") for m in args.methods}
-    data = prepare_finetune_data(args.dataset_dir, "ssl4mis", image_size=args.image_size)
+    checkpoints = probed_checkpoints(args, work)
+    data = prepare_finetune_data(args.dataset_dir, args.dataset_format, image_size=args.image_size)
     rows, curves = [], {}
     for seed in args.seeds:
         for init, checkpoint in checkpoints.items():
@@ -138,12 +179,14 @@ def main() -> None:
             curve = probe_run(args, data, frozen_encoder(args, seed, checkpoint), seed)
             curves[f"{init} seed {seed}"] = curve
             rows.append({"init": init, "seed": seed, **curve[-1]["val_dice"]})
+    means = []
     for init in checkpoints:
-        mine = [r for r in rows if r["init"] == init and r["seed"] != "mean"]
-        rows.append(
+        mine = [r for r in rows if r["init"] == init]
+        means.append(
             {"init": init, "seed": "mean"}
             | {k: round(sum(r[k] for r in mine) / len(mine), 4) for k in ("mean", *CLASSES)}
         )
+    rows += means
     print(table(rows, ["init", "seed", "mean", *CLASSES]))
     result = {
         "rows": rows,
@@ -152,9 +195,9 @@ def main() -> None:
         "settings": vars(args),
         "data_citation": "Bernard et al., IEEE TMI 37(11) 2514-2525, 2018 (ACDC); SSL4MIS split",
     }
-    print("wrote", write_result("ssl_linear_probe", result))
+    print("wrote", write_result("ssl_linear_probe", result, args.out_dir))
     title = f"linear probe of frozen encoders, {args.encoder}, {args.image_size} px"
-    print("wrote", curves_plot(curves, RESULTS / f"ssl_linear_probe_{device_tag()}.png", title))
+    print("wrote", probe_plot(curves, means, (args.out_dir or RESULTS) / f"ssl_linear_probe_{device_tag()}.png", title))
 
 
 if __name__ == "__main__":

@@ -56,6 +56,7 @@ def pretrain_settings(args: argparse.Namespace, method: str) -> dict:
         "image_size": args.image_size,
         "epochs": args.pretrain_epochs,
         "batch_size": args.pretrain_batch_size,
+        "epoch_length": args.pretrain_epoch_length,
         "optimizer": "adamw",
         "learning_rate": args.pretrain_learning_rate,
         "weight_decay": 1e-4,
@@ -76,7 +77,7 @@ def finetune(args: argparse.Namespace, seed: int, pretrained: Path | None, out: 
     """One few-label fine-tuning run through the bundle; its per-epoch metrics."""
     settings = {
         "dataset_dir": str(args.dataset_dir),
-        "dataset_format": "ssl4mis",
+        "dataset_format": args.dataset_format,
         "pretrained": None if pretrained is None else str(pretrained),
         "freeze_encoder": args.freeze_encoder,
         **few_label_settings(args, seed),
@@ -133,12 +134,14 @@ def mean_curves_plot(runs: dict[str, dict[int, list[dict]]], path: Path, title: 
 def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     """The data, network and specialist-recipe settings the cardiac probes share."""
     parser.add_argument("--dataset-dir", type=Path, default=Path("../shared/data/acdc_ssl4mis"))
+    parser.add_argument("--dataset-format", default="ssl4mis", help="ssl4mis, or cache (a slice cache)")
     parser.add_argument("--methods", nargs="+", default=["mim"], help="pretraining methods to compare")
     parser.add_argument("--patch-size", type=int, default=8, help="masked patches of mim, in pixels")
     parser.add_argument("--encoder", default="resnet18")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--pretrain-epochs", type=int, default=10)
     parser.add_argument("--pretrain-batch-size", type=int, default=64)
+    parser.add_argument("--pretrain-epoch-length", type=int, help="images per pretraining epoch (default: all)")
     parser.add_argument("--pretrain-learning-rate", type=float, default=1e-3)
 
 
