@@ -1,17 +1,19 @@
 """Does cardiac pretraining learn features? A linear segmentation probe of frozen encoders on real ACDC.
 
-The linear probe of self-supervised learning (MAE's: a BatchNorm without affine parameters, then a linear
-classifier), for segmentation: each of the encoder's five feature maps (strides 2 to 32), frozen in eval
-mode, is standardised per channel, mapped by a 1x1 convolution to the 4 classes and upsampled bilinearly to
-the image; the sum is a linear classifier of each pixel's multi-scale features. Only the 1x1 convolutions
-train (DiceCE as fine-tuning, AdamW, warm-up and cosine), on every slice of the SSL4MIS *train* patients
-(Bernard et al., IEEE TMI 2018), without augmentation, so what it reaches measures the features, not a
-decoder's ability to make up for them. Validation is the bundle's: 3D Dice per volume on the 10 ``val.txt``
-patients, mean of RV, MYO and LV. A random encoder (the U-Net's initialisation under the seed) is probed
-alike in the same run, beside each pretrained one (the specialist recipe, as ``ssl_probe`` pretrains it;
-the same ``--output-dir`` reuses its checkpoints), and with ``--checkpoint-epochs`` each method's earlier
-checkpoints of the same run too, which shows how the features change with pretraining length (the paper's
-"are fewer than 5 epochs enough?"). ``ssl_linear_probe_<device>.json`` and ``.png``; on CUDA where present.
+The linear probe of self-supervised learning (MAE's: a BatchNorm without affine parameters, then a linear classifier),
+for segmentation: each of the encoder's five feature maps (strides 2 to 32), frozen in eval mode, is standardised per
+channel, mapped by a 1x1 convolution to the 4 classes and upsampled bilinearly to the image; the sum is a linear
+classifier of each pixel's multi-scale features. Only the 1x1 convolutions train (DiceCE as fine-tuning, AdamW, warm-up
+and cosine), on every slice of the SSL4MIS *train* patients (Bernard et al., IEEE TMI 2018), without augmentation, so
+what it reaches measures the features, not a decoder's ability to make up for them. The encoder's BatchNorm statistics
+are first measured again on those slices (torch's ``update_bn``; no weight changes), as the bundle's ``freeze_encoder``
+lets them follow the data: a random encoder's are its initial (0, 1), a masked-image-modelling encoder's were measured
+on images 60% blanked, and neither describes these images (``--keep-bn-statistics`` probes them as saved). Validation is
+the bundle's: 3D Dice per volume on the 10 ``val.txt`` patients, mean of RV, MYO and LV. A random encoder (the U-Net's
+initialisation under the seed) is probed alike in the same run, beside each pretrained one (the specialist recipe, as
+``ssl_probe`` pretrains it; the same ``--output-dir`` reuses its checkpoints), and with ``--checkpoint-epochs`` each
+method's earlier checkpoints of the same run too, which shows how the features change with pretraining length (the
+paper's "are fewer than 5 epochs enough?"). ``ssl_linear_probe_<device>.json`` and ``.png``; on CUDA where present.
 
     python -m benchmarks.ssl_linear_probe --dataset-dir ../shared/data/acdc_ssl4mis --methods mim byol \\
         --encoder resnet18 --image-size 64 --pretrain-epochs 10 --epochs 30 --seeds 0 1
@@ -29,6 +31,7 @@ import torch.nn.functional as F
 from monai.losses import DiceCELoss
 from monai.metrics import DiceMetric
 from monai.optimizers import WarmupCosineSchedule
+from torch.optim.swa_utils import update_bn
 
 from benchmarks.common import RESULTS, device_tag, save_plot, table, write_result
 from benchmarks.ssl_probe import add_pretrain_arguments, pretrain
@@ -98,6 +101,8 @@ def probe_run(args: argparse.Namespace, data, encoder: torch.nn.Module, seed: in
     """Train the probe on frozen features; the validation Dice every ``--val-every`` epochs."""
     images = torch.from_numpy(data.train.images[data.labelled]).unsqueeze(1).to(DEVICE)
     labels = torch.from_numpy(data.train.labels[data.labelled]).unsqueeze(1).float().to(DEVICE)
+    if not args.keep_bn_statistics:
+        update_bn(images.split(args.batch_size), encoder)
     features = encoded(encoder, images, args.batch_size)
     volumes = VolumeLoader(data.val, DEVICE)
     torch.manual_seed(seed)
@@ -164,6 +169,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=1e-2)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--keep-bn-statistics", action="store_true", help="the encoders' BatchNorm statistics as saved")
     parser.add_argument("--checkpoint-epochs", type=int, nargs="*", default=[], help="also probe these checkpoints")
     parser.add_argument("--output-dir", type=Path, help="pretraining runs here (default: a temporary folder)")
     parser.add_argument("--out-dir", type=Path, help="write the result and plot here (default: benchmarks/results)")
