@@ -13,7 +13,9 @@ the bundle's: 3D Dice per volume on the 10 ``val.txt`` patients, mean of RV, MYO
 initialisation under the seed) is probed alike in the same run, beside each pretrained one (the specialist recipe, as
 ``ssl_probe`` pretrains it; the same ``--output-dir`` reuses its checkpoints), and with ``--checkpoint-epochs`` each
 method's earlier checkpoints of the same run too, which shows how the features change with pretraining length (the
-paper's "are fewer than 5 epochs enough?"). ``ssl_linear_probe_<device>.json`` and ``.png``; on CUDA where present.
+paper's "are fewer than 5 epochs enough?"); ``--checkpoints FILE ...`` probes pretraining checkpoints already made
+(named METHOD@EPOCH from their headers) instead of pretraining. ``ssl_linear_probe_<device>.json`` and ``.png``; on CUDA
+where present.
 
     python -m benchmarks.ssl_linear_probe --dataset-dir ../shared/data/acdc_ssl4mis --methods mim byol \\
         --encoder resnet18 --image-size 64 --pretrain-epochs 10 --epochs 30 --seeds 0 1
@@ -35,6 +37,7 @@ from torch.optim.swa_utils import update_bn
 
 from benchmarks.common import RESULTS, device_tag, save_plot, table, write_result
 from benchmarks.ssl_probe import add_pretrain_arguments, pretrain
+from cardioseg.checkpoint import load_checkpoint
 from cardioseg.nets import build_unet, encoder_of, load_pretrained
 from cardioseg.training.data import prepare_finetune_data
 from cardioseg.training.loaders import VolumeLoader, slices_to_volume
@@ -64,8 +67,16 @@ def frozen_encoder(args: argparse.Namespace, seed: int, checkpoint: Path | None)
 
 
 def probed_checkpoints(args: argparse.Namespace, work: Path) -> dict[str, Path | None]:
-    """``random``, then per method ``METHOD@EPOCHS`` for each ``--checkpoint-epochs`` and the last epoch."""
+    """``random``, then per method ``METHOD@EPOCHS`` for each ``--checkpoint-epochs`` and the last epoch; or,
+    with ``--checkpoints``, those files, named by their headers."""
     checkpoints: dict[str, Path | None] = {"random": None}
+    if args.checkpoints:
+        for path in args.checkpoints:
+            meta = load_checkpoint(path)[1]
+            if "method" not in meta or "epoch" not in meta:
+                raise SystemExit(f"{path}: no method and epoch in its header: not a cardioseg pretraining checkpoint")
+            checkpoints[f"{meta['method']}@{meta['epoch']}"] = path
+        return checkpoints
     for method in args.methods:
         final = pretrain(args, method, work / f"pretrain_{method}")
         for epoch in sorted(set(args.checkpoint_epochs) - {args.pretrain_epochs}):
@@ -170,9 +181,11 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=1e-2)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--keep-bn-statistics", action="store_true", help="the encoders' BatchNorm statistics as saved")
+    parser.add_argument("--checkpoints", type=Path, nargs="+", help="probe these pretraining checkpoints instead")
     parser.add_argument("--checkpoint-epochs", type=int, nargs="*", default=[], help="also probe these checkpoints")
     parser.add_argument("--output-dir", type=Path, help="pretraining runs here (default: a temporary folder)")
     parser.add_argument("--out-dir", type=Path, help="write the result and plot here (default: benchmarks/results)")
+    parser.add_argument("--name", default="ssl_linear_probe", help="result file name, before _<device>.json")
     args = parser.parse_args()
 
     work = args.output_dir or Path(tempfile.mkdtemp(prefix="ssl_linear_probe_"))
@@ -201,9 +214,9 @@ def main() -> None:
         "settings": vars(args),
         "data_citation": "Bernard et al., IEEE TMI 37(11) 2514-2525, 2018 (ACDC); SSL4MIS split",
     }
-    print("wrote", write_result("ssl_linear_probe", result, args.out_dir))
+    print("wrote", write_result(args.name, result, args.out_dir))
     title = f"linear probe of frozen encoders, {args.encoder}, {args.image_size} px"
-    print("wrote", probe_plot(curves, means, (args.out_dir or RESULTS) / f"ssl_linear_probe_{device_tag()}.png", title))
+    print("wrote", probe_plot(curves, means, (args.out_dir or RESULTS) / f"{args.name}_{device_tag()}.png", title))
 
 
 if __name__ == "__main__":
