@@ -155,10 +155,10 @@ def probe_plot(curves: dict[str, list[dict]], means: list[dict], path: Path, tit
     for name, curve in curves.items():
         init = name.split(" seed")[0]
         method = init.split("@")[0]
-        earlier = [i for i in inits if i.split("@")[0] == method]
-        style = ("-", "--", ":", "-.")[(len(earlier) - 1 - earlier.index(init)) % 4]  # the last checkpoint solid
+        checkpoints = [i for i in inits if i.split("@")[0] == method]
+        alpha = 0.25 + 0.75 * (checkpoints.index(init) + 1) / len(checkpoints)  # fainter: earlier checkpoint
         dice = [c["val_dice"]["mean"] for c in curve]
-        ax.plot([c["epoch"] for c in curve], dice, style, color=f"C{methods.index(method)}", label=name)
+        ax.plot([c["epoch"] for c in curve], dice, color=f"C{methods.index(method)}", alpha=alpha, label=name)
     ax.set(xlabel="probe epoch", ylabel="mean validation Dice (RV, MYO, LV)", title=title, ylim=(0, None))
     random = next(m["mean"] for m in means if m["init"] == "random")
     for i, method in enumerate(methods[1:], start=1):
@@ -216,6 +216,7 @@ def main() -> None:
     }
     print("wrote", write_result(args.name, result, args.out_dir))
     title = f"linear probe of frozen encoders, {args.encoder}, {args.image_size} px"
+    title += ", BN statistics as saved" if args.keep_bn_statistics else ", BN statistics measured"
     print("wrote", probe_plot(curves, means, (args.out_dir or RESULTS) / f"{args.name}_{device_tag()}.png", title))
 
 
