@@ -182,7 +182,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--keep-bn-statistics", action="store_true", help="the encoders' BatchNorm statistics as saved")
     parser.add_argument("--checkpoints", type=Path, nargs="+", help="probe these pretraining checkpoints instead")
-    parser.add_argument("--checkpoint-epochs", type=int, nargs="*", default=[], help="also probe these checkpoints")
+    parser.add_argument("--checkpoint-epochs", type=int, nargs="*", default=[], help="also probe after these epochs")
     parser.add_argument("--output-dir", type=Path, help="pretraining runs here (default: a temporary folder)")
     parser.add_argument("--out-dir", type=Path, help="write the result and plot here (default: benchmarks/results)")
     parser.add_argument("--name", default="ssl_linear_probe", help="result file name, before _<device>.json")
