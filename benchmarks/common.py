@@ -119,11 +119,13 @@ def table(rows: list[dict], columns: list[str]) -> str:
 
 
 def save_plot(fig, ax, path: Path) -> Path:
-    """How every benchmark plot ends: a light grid, the legend, a tight layout, a 100 dpi PNG."""
+    """How every benchmark plot ends: a light grid and the legend on ``ax`` (one axis or several), a tight
+    layout, a 100 dpi PNG."""
     import matplotlib.pyplot as plt
 
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize="small")
+    for axis in ax if isinstance(ax, list | tuple) else [ax]:
+        axis.grid(alpha=0.3)
+        axis.legend(loc="lower right", fontsize="small")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)

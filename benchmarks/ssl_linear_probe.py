@@ -167,9 +167,7 @@ def probe_plot(curves: dict[str, list[dict]], means: list[dict], path: Path, tit
         by_length.plot(epochs, dice, "o-", color=f"C{i}", label=method)
     by_length.axhline(random, color="C0", linestyle=":", label="random encoder")
     by_length.set(xlabel="pretraining epochs", ylabel="last probe epoch's Dice, mean of seeds", title="by pretraining")
-    by_length.grid(alpha=0.3)
-    by_length.legend(loc="lower right", fontsize="small")
-    return save_plot(fig, ax, path)
+    return save_plot(fig, (ax, by_length), path)
 
 
 def main() -> None:
