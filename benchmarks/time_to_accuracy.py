@@ -6,18 +6,22 @@ SSL4MIS split (train.txt to train, val.txt to validate: 3D Dice per volume every
 initialisation. Variants run one after another in one benchmark and differ only in their overrides
 (``variant_overrides``), so each change is measured against the path before it. Reports when each first reached
 each mean validation Dice, in seconds since its command started, seconds of training and epochs, and
-plots the curves.
+plots the curves. Each variant's seconds are also split into phases: before the first step, the first
+epoch's training, and a later epoch's training and period. The JSON and plot are rewritten after each
+variant.
 
     python -m benchmarks.time_to_accuracy --dataset-dir ../shared/data/acdc_ssl4mis --encoder resnet50 \\
-        --image-size 256 --epochs 50 --batch-size 32 --variants plain,ema
+        --image-size 256 --epochs 50 --batch-size 32 --variants plain,ema,ema+ds+epochs=30
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 
 from benchmarks.common import NARROW_DECODER, RESULTS, add_data_arguments, device_tag, table, write_result
 from cardioseg.study.packing import BundleRun, run_packed
@@ -27,21 +31,34 @@ from cardioseg.visualize import convergence_plot
 THRESHOLDS = (0.5, 0.8, 0.85, 0.88, 0.9, 0.92)
 
 
+LEVERS = {  # name -> what it changes over the bundle's defaults
+    "ema": lambda args: {"ema_decay": args.ema_decay},
+    "ds": lambda args: {"deep_supervision": args.deep_supervision},
+    "compile": lambda args: {"compile": True},
+    "deterministic": lambda args: {"deterministic": True},
+    "narrow-decoder": lambda args: {"decoder_channels": list(NARROW_DECODER)},
+    "unpadded-validation": lambda args: {"validate#loader#slice_multiple": 1},  # one cuDNN autotune per slice count
+}
+
+
 def variant_overrides(name: str, args: argparse.Namespace) -> dict:
-    """What a variant changes over ``plain`` (the bundle's defaults with the benchmark's settings)."""
-    variants = {
-        "plain": {},
-        "ema": {"ema_decay": args.ema_decay},
-        "compile": {"compile": True},
-        "ema-compile": {"ema_decay": args.ema_decay, "compile": True},
-        "ds": {"deep_supervision": args.deep_supervision},
-        "ema-ds": {"ema_decay": args.ema_decay, "deep_supervision": args.deep_supervision},
-        "narrow-decoder": {"decoder_channels": list(NARROW_DECODER)},
-        "unpadded-validation": {"validate#loader#slice_multiple": 1},  # one cuDNN autotune per slice count
-    }
-    if name not in variants:
-        raise SystemExit(f"unknown variant {name!r}; choose from {', '.join(variants)}")
-    return variants[name]
+    """What a variant changes over ``plain`` (the bundle's defaults with the benchmark's settings): levers
+    and bundle overrides joined by ``+``, e.g. ``ema+ds`` or ``ema+epochs=30+learning_rate=0.004`` (a value
+    is read as JSON where it parses, else kept as text)."""
+    overrides = {}
+    for token in [] if name == "plain" else name.split("+"):
+        key, is_override, value = token.partition("=")
+        if is_override and key:
+            try:
+                overrides[key] = json.loads(value)
+            except json.JSONDecodeError:
+                overrides[key] = value
+        elif token in LEVERS:
+            overrides.update(LEVERS[token](args))
+        else:
+            wanted = f"plain, or levers ({', '.join(LEVERS)}) and KEY=VALUE joined by +"
+            raise SystemExit(f"unknown variant {name!r}: {wanted}")
+    return overrides
 
 
 TIMING = ("epoch", "images_seen", "seconds_since_command", "train_seconds", "wall_seconds")
@@ -68,6 +85,7 @@ def run_variant(name: str, out: Path, args: argparse.Namespace) -> list[dict]:
         **variant_overrides(name, args),
     }
     started = time.time()
+    print(f"{name}: command started at {started:.3f} (Unix time)", flush=True)  # kept if a time limit cuts the run
     run_packed([BundleRun(out / name, overrides)], slots=1, progress=False)
     metrics = read_metrics(out / name / "metrics.jsonl")
     for line in metrics:
@@ -84,7 +102,7 @@ def main() -> None:
     parser.add_argument(
         "--variants",
         default="plain",
-        help="comma-separated: plain, ema, compile, ema-compile, ds, ema-ds, narrow-decoder, unpadded-validation",
+        help=f"comma-separated: plain, or levers ({', '.join(LEVERS)}) and bundle KEY=VALUE joined by +",
     )
     parser.add_argument("--ema-decay", type=float, default=0.99, help="ema_decay of the ema variants")
     parser.add_argument("--deep-supervision", type=int, default=3, help="deep_supervision of the ds variants")
@@ -97,18 +115,47 @@ def main() -> None:
     for name in names:
         variant_overrides(name, args)  # an unknown name stops the benchmark before anything runs
     out = args.output_dir or Path(tempfile.mkdtemp(prefix="tta_"))
-    runs, rows = {}, []
+    runs = {}
     for name in names:
         runs[name] = metrics = run_variant(name, out, args)
+        best = max(metrics, key=lambda m: m["val_dice_mean"] or 0)
+        print(f"{name}: best mean val Dice {best['val_dice_mean']} at epoch {best['epoch']} ({best['val_dice']})")
+        report(runs, args)  # after each variant, so a time limit keeps the ones that finished
+
+
+def phases(metrics: list[dict]) -> dict:
+    """Where the seconds since the command went: before the first step (imports, data, model), the first
+    epoch's training (cuDNN autotuning and warm-up), and a later epoch's training and whole period
+    (validation and checkpoint writes included), as medians over epochs 2 on."""
+    first = metrics[0]
+
+    def later_median(field: str) -> float | None:
+        steps = [b[field] - a[field] for a, b in zip(metrics, metrics[1:])]
+        return round(median(steps), 3) if steps else None
+
+    return {
+        "before_first_step": round(first["seconds_since_command"] - first["wall_seconds"], 2),
+        "first_epoch_training": first["train_seconds"],
+        "later_epoch_training": later_median("train_seconds"),
+        "later_epoch_period": later_median("seconds_since_command"),
+    }
+
+
+def report(runs: dict[str, list[dict]], args: argparse.Namespace) -> None:
+    """The thresholds table, phases, JSON and plot of the variants run so far."""
+    rows = []
+    for name, metrics in runs.items():
         best = max(metrics, key=lambda m: m["val_dice_mean"] or 0)
         for t in THRESHOLDS:
             rows.append({"variant": name, "val_dice": t, **(first_reaching(metrics, t) or {"epoch": "not reached"})})
         rows.append({"variant": name, "val_dice": f"best {best['val_dice_mean']}", **{k: best[k] for k in TIMING}})
-        print(f"{name}: best mean val Dice {best['val_dice_mean']} at epoch {best['epoch']} ({best['val_dice']})")
     print(table(rows, ["variant", "val_dice", *TIMING]))
+    seconds = {name: phases(metrics) for name, metrics in runs.items()}
+    print(table([{"variant": n, **p} for n, p in seconds.items()], ["variant", *next(iter(seconds.values()))]))
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    result = {"settings": settings, "variants": {n: variant_overrides(n, args) for n in names}, "reached": rows}
-    print("wrote", write_result(args.name, {**result, "epochs": runs}, args.out_dir))
+    variants = {name: variant_overrides(name, args) for name in runs}
+    result = {"settings": settings, "variants": variants, "reached": rows, "seconds": seconds, "epochs": runs}
+    print("wrote", write_result(args.name, result, args.out_dir))
     plot = (args.out_dir or RESULTS) / f"{args.name}_{device_tag()}.png"
     labels = {f"{args.encoder}, {name}": metrics for name, metrics in runs.items()}
     convergence_plot(labels, plot, seconds="seconds_since_command", seconds_label="seconds since the command")

@@ -7,8 +7,12 @@ Both run MONAI's SupervisedTrainer with the same U-Net, loss, optimiser and batc
   ``-fused`` fused AdamW (CUDA only), ``-ema`` the weight average's update after every step
   (``ema_decay``), ``-ds`` deep supervision of 3 coarser decoder outputs (``deep_supervision``),
   ``-narrow`` the decoder at half its channels (``NARROW_DECODER``), ``-compile`` torch.compile of the
-  network, ``-graphs`` the same in mode ``reduce-overhead`` (CUDA graphs).
-Reports images per second of steady-state training steps and the ratio to ``monai``.
+  network, ``-graphs`` the same in mode ``reduce-overhead`` (CUDA graphs), ``-deterministic`` cuDNN's
+  deterministic kernels only (what ``set_determinism`` leaves on; the bundle's ``deterministic``).
+Reports images per second of steady-state training steps and the ratio to ``monai``. ``--profile VARIANT``
+records ``--profile-steps`` more steps of that variant with torch.profiler after its timed ones: the
+per-kernel table goes to ``<name>_profile_<device>.txt`` and a summary by kind of work into the
+JSON (``benchmarks.step_profile``).
 
     python -m benchmarks.train_throughput --dataset-dir ../shared/data/acdc_ssl4mis --encoder resnet50 \\
         --image-size 256 --batch-size 64
@@ -35,7 +39,8 @@ from monai.transforms import (
     RandZoomd,
 )
 
-from benchmarks.common import add_data_arguments, table, write_result
+from benchmarks.common import RESULTS, add_data_arguments, device_tag, table, write_result
+from benchmarks.step_profile import kernel_table, summarise
 from benchmarks.time_to_accuracy import NARROW_DECODER
 from cardioseg.nets import build_unet
 from cardioseg.training.augment import AugmentConfig
@@ -84,7 +89,7 @@ def monai_loader(data, batch_size: int, workers: int, pin: bool) -> DataLoader:
     )
 
 
-LEVERS = ("fused", "ema", "ds", "narrow", "compile", "graphs")
+LEVERS = ("fused", "ema", "ds", "narrow", "compile", "graphs", "deterministic")
 
 
 def parse_variant(variant: str) -> tuple[bool, list[str]]:
@@ -96,14 +101,18 @@ def parse_variant(variant: str) -> tuple[bool, list[str]]:
 
 
 def measure(variant: str, data, args, device: torch.device) -> dict:
+    """Images per second of ``args.steps`` steps after ``args.warmup``; with the profile of
+    ``args.profile_steps`` more when ``variant`` is the one to profile."""
     cuda = device.type == "cuda"
+    profiled = variant == args.profile
     fast, levers = parse_variant(variant)
     channels_last = fast and cuda
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     net = build_unet(args.encoder, decoder_channels=NARROW_DECODER if "narrow" in levers else None)
     net = net.to(device, memory_format=memory_format)
     stepped = DeepSupervision(net, 3 if "ds" in levers else 0)
-    steps = args.warmup + args.steps
+    timed_end = args.warmup + args.steps
+    steps = timed_end + (args.profile_steps if profiled else 0)
     if fast:
         loader = TrainSliceLoader(
             data.train,
@@ -134,6 +143,7 @@ def measure(variant: str, data, args, device: torch.device) -> dict:
     )
     without_loss_scaling(trainer)
     WeightAverage(net, 0.99 if "ema" in levers else None).attach(trainer)
+    torch.backends.cudnn.deterministic = "deterministic" in levers
     marks = {}
 
     def mark(name):
@@ -145,9 +155,21 @@ def measure(variant: str, data, args, device: torch.device) -> dict:
         return handler
 
     trainer.add_event_handler(Events.ITERATION_COMPLETED(once=args.warmup), mark("start"))
-    trainer.add_event_handler(Events.COMPLETED, mark("end"))
-    trainer.run()
-    images_per_s = args.steps * args.batch_size / (marks["end"] - marks["start"])
+    trainer.add_event_handler(Events.ITERATION_COMPLETED(once=timed_end), mark("end"))
+    profiler = step_profiler(trainer, timed_end, args.profile_steps, cuda) if profiled else None
+    if profiler is None:
+        trainer.run()
+    else:
+        with profiler:
+            trainer.run()
+    step_seconds = (marks["end"] - marks["start"]) / args.steps
+    images_per_s = args.batch_size / step_seconds
+    profile = {}
+    if profiler is not None:
+        profile = {"profile": summarise(profiler, args.profile_steps - 1, step_seconds)}
+        path = (args.out_dir or RESULTS) / f"{args.name}_profile_{device_tag()}.txt"
+        path.write_text(f"{variant}, batch {args.batch_size}\n{kernel_table(profiler, profile['profile']['clock'])}\n")
+        print("wrote", path)
     return {
         "variant": variant,
         "images_per_s": round(images_per_s, 1),
@@ -155,7 +177,18 @@ def measure(variant: str, data, args, device: torch.device) -> dict:
         "channels_last": channels_last,
         **{lever: lever in levers for lever in LEVERS},
         "fused": cuda and "fused" in levers,  # torch's fused AdamW is for CUDA tensors
+        **profile,
     }
+
+
+def step_profiler(trainer, skip: int, steps: int, cuda: bool) -> torch.profiler.profile:
+    """A profiler that records nothing for the first ``skip`` steps (the timed ones), warms up on one and
+    records the remaining ``steps - 1``."""
+    activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
+    schedule = torch.profiler.schedule(wait=skip, warmup=1, active=steps - 1, repeat=1)
+    profiler = torch.profiler.profile(activities=activities, schedule=schedule)
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda _: profiler.step())
+    return profiler
 
 
 def main() -> None:
@@ -166,8 +199,15 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the monai variant")
     parser.add_argument("--variants", default="monai,fast", help="comma-separated, e.g. monai,fast,fast-fused")
+    parser.add_argument("--profile", help="profile this variant (one of --variants) after its timed steps")
+    parser.add_argument("--profile-steps", type=int, default=6, help="steps recorded by --profile (one warms up)")
+    parser.add_argument("--name", default="train_throughput", help="result files: NAME_<device>.json, NAME_profile_...")
     parser.add_argument("--out-dir", type=Path, help="write the result here (default: benchmarks/results)")
     args = parser.parse_args()
+    if args.profile and args.profile not in args.variants.split(","):
+        parser.error(f"--profile {args.profile}: not among --variants {args.variants}")
+    if args.profile_steps < 2:
+        parser.error("--profile-steps: at least 2 (one warms the profiler up)")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cudnn.benchmark = device.type == "cuda"
     data = prepare_finetune_data(args.dataset_dir, args.dataset_format, image_size=args.image_size)
@@ -187,7 +227,7 @@ def main() -> None:
             for row in rows:
                 measured = base and row["images_per_s"]
                 row[f"ratio_to_{reference}"] = round(row["images_per_s"] / base, 2) if measured else None
-        path = write_result("train_throughput", {"settings": settings, "results": rows}, args.out_dir)  # so far
+        path = write_result(args.name, {"settings": settings, "results": rows}, args.out_dir)  # so far
     columns = ["variant", "images_per_s", "ratio_to_monai", "ratio_to_fast", "amp_bf16", "channels_last", *LEVERS]
     print(table(rows, columns))
     print("wrote", path)

@@ -340,3 +340,79 @@ def test_padded_validation_batches_score_as_unpadded(phantom_dir):
             scored = [slices_to_volume({"pred": network(x["image"]), "label": x["label"]}) for x in (a, b)]
         assert scored[0]["pred"].shape == scored[1]["pred"].shape == scored[1]["label"].shape
         assert (scored[0]["pred"] == scored[1]["pred"]).float().mean() > 0.999
+
+
+class CountingCheckpointer:
+    """A ResumeCheckpointer whose writes are recorded instead of made."""
+
+    @staticmethod
+    def run(interval_seconds: float, epochs: int = 3, stop=None) -> list[int]:
+        from ignite.engine import Engine
+
+        from cardioseg.engine.resume import ResumeCheckpointer
+
+        written = []
+
+        class Recording(ResumeCheckpointer):
+            def save(self, engine):
+                written.append(engine.state.epoch)
+
+        trainer = Engine(lambda engine, batch: None)
+        Recording("unused", {"trainer": trainer}, interval_seconds).attach(trainer)
+        if stop is not None:
+            trainer.add_event_handler(stop, lambda engine: engine.terminate())
+        trainer.run(range(4), max_epochs=epochs)
+        return written
+
+
+def test_last_checkpoint_cadence():
+    """Every epoch at 0 s; at a long interval only after the last epoch, or the epoch a run stopped after;
+    a run stopped inside an epoch keeps the previous write, as a kill would."""
+    assert CountingCheckpointer.run(0) == [1, 2, 3]
+    assert CountingCheckpointer.run(1e6) == [3]
+    assert CountingCheckpointer.run(1e6, stop=Events.EPOCH_COMPLETED(once=2)) == [2]
+    assert CountingCheckpointer.run(0, stop=Events.ITERATION_COMPLETED(once=6)) == [1]
+
+
+def test_best_weights_are_written_with_the_next_checkpoint(tmp_path):
+    """model.pt holds the best epoch's weights although it is written only after the last epoch."""
+    from ignite.engine import Engine
+
+    from cardioseg.training.checkpointing import RunCheckpointer
+
+    net = torch.nn.Linear(1, 1, bias=False)
+    dice_by_epoch = {1: 0.5, 2: 0.7, 3: 0.6}
+    evaluator = Engine(lambda engine, batch: None)
+
+    def train_epoch(engine):
+        with torch.no_grad():
+            net.weight.fill_(float(engine.state.epoch))
+        evaluator.state.metrics = {"val_mean_dice": dice_by_epoch[engine.state.epoch]}
+
+    trainer = Engine(lambda engine, batch: None)
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, train_epoch)
+    checkpointer = RunCheckpointer(tmp_path, evaluator, {"model": net, "trainer": trainer}, interval_seconds=1e6)
+    checkpointer.attach(trainer)
+    trainer.run(range(2), max_epochs=3)
+    best = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert best["weight"].item() == 2.0
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["checkpointer"] == {"metric": 0.7, "epoch": 2}
+
+
+CUDNN_FLAGS = [(True, False, True), (True, True, False), (False, False, False)]  # cuda, deterministic -> benchmark
+
+
+@pytest.mark.parametrize(("cuda", "deterministic", "benchmark"), CUDNN_FLAGS)
+def test_seed_run_leaves_cudnn_free_unless_asked(cuda, deterministic, benchmark):
+    """MONAI's set_determinism alone would leave cuDNN deterministic and untuned on every run."""
+    from cardioseg.engine.seeding import seed_run
+
+    before = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    try:
+        seed_run(3, cuda, deterministic)
+        assert (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark) == (deterministic, benchmark)
+        first = torch.rand(2)
+        seed_run(3, cuda, deterministic)
+        assert torch.equal(first, torch.rand(2))
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before

@@ -18,12 +18,12 @@ from typing import Any
 import torch
 from monai.handlers import LrScheduleHandler
 from monai.optimizers import WarmupCosineSchedule
-from monai.utils import set_determinism
 
 from ..atomic import write_text_atomic
 from ..engine.epoch_log import EpochLog
 from ..engine.progress import attach_progress_bar
 from ..engine.resume import read_resume_checkpoint
+from ..engine.seeding import seed_run
 from ..errors import show_cause_last
 from ..nets import LoadedWeights, build_unet, load_pretrained
 from ..run_folder import RunFolder
@@ -91,8 +91,7 @@ class Pretraining:
         s = self.settings
         check_init(s["encoder"], s["init"])
         data = load_pretrain_data(s["data"], s["image_size"], METHODS[s["method"]].needs_labels, self.progress)
-        set_determinism(seed=s["seed"])
-        torch.backends.cudnn.benchmark = self.device.type == "cuda"  # fixed shapes: autotuned kernels pay off
+        seed_run(s["seed"], self.device.type == "cuda")
         method = build_method(s["method"], s["encoder"], s["method_options"], num_classes=len(data.classes))
         loaded = method.load_init(s["init"])
         method.to(self.device, memory_format=self.memory_format)

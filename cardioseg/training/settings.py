@@ -57,6 +57,7 @@ def check_finetune_settings(settings: dict[str, Any]) -> dict[str, Any]:
         for value in channels:
             whole_number("decoder_channels", value, minimum=1)
     as_flag(s["augment"], "augment")
+    real_number("checkpoint_seconds", s["checkpoint_seconds"], 0.0)
     pretrained = s["pretrained"]
     if not is_none(pretrained) and not is_weights_name(pretrained):
         existing_path("pretrained", pretrained, kind="file")

@@ -12,6 +12,7 @@ from ignite.engine import Engine, Events
 from ..atomic import write_text_atomic
 from ..engine.progress import attach_progress_bar, progress_wanted
 from ..engine.resume import read_resume_checkpoint
+from ..engine.seeding import seed_run
 from ..errors import show_cause_last
 from ..run_folder import RunFolder
 from .data import FinetuneData
@@ -23,6 +24,7 @@ __all__ = [
     "attach_progress_bar",
     "check_run",
     "progress_wanted",
+    "seed_run",
     "start_run",
     "without_loss_scaling",
 ]  # train.json calls them
