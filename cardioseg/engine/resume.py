@@ -3,9 +3,10 @@
 MONAI's CheckpointSaver writes in place (its DiskSaver sets ``atomic=False``) and a run killed mid-write
 could leave a broken file. This handler writes every object's state (network, optimiser, scheduler,
 trainer, logs) through a temporary file after each epoch, or at most every ``interval_seconds`` (on an
-H200 a fine-tuning epoch trains in about 1.5 s and writing ``last.pt`` took about 1.2 s more), always after
-the last epoch and when the run is stopped between epochs; on resume it restores them before the first
-step, so the trainer continues after the saved epoch. Fine-tuning adds its best-model file on top
+H200 a ResNet-50 fine-tuning epoch trained in about 1.4 s and writing ``last.pt`` took 1.3 s more:
+benchmarks/results/checkpoint_cadence_h200.json), always after the last epoch and when the run is stopped
+between epochs; on resume it restores them before the first step, so the trainer continues after the
+saved epoch. Fine-tuning adds its best-model file on top
 (``cardioseg.training.checkpointing``), pretraining its milestone checkpoints (``cardioseg.ssl.checkpoints``).
 """
 
