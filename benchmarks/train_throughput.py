@@ -42,6 +42,7 @@ from monai.transforms import (
 from benchmarks.common import RESULTS, add_data_arguments, device_tag, table, write_result
 from benchmarks.step_profile import kernel_table, summarise
 from benchmarks.time_to_accuracy import NARROW_DECODER
+from cardioseg.atomic import write_text_atomic
 from cardioseg.nets import build_unet
 from cardioseg.training.augment import AugmentConfig
 from cardioseg.training.averaging import WeightAverage
@@ -168,7 +169,8 @@ def measure(variant: str, data, args, device: torch.device) -> dict:
     if profiler is not None:
         profile = {"profile": summarise(profiler, args.profile_steps - 1, step_seconds)}
         path = (args.out_dir or RESULTS) / f"{args.name}_profile_{device_tag()}.txt"
-        path.write_text(f"{variant}, batch {args.batch_size}\n{kernel_table(profiler, profile['profile']['clock'])}\n")
+        kernels = kernel_table(profiler, profile["profile"]["clock"])
+        write_text_atomic(path, f"{variant}, batch {args.batch_size}\n{kernels}\n")
         print("wrote", path)
     return {
         "variant": variant,
