@@ -1,7 +1,7 @@
 """Where a training step's time goes: torch.profiler's per-kernel table, summed into kinds of work.
 
 ``train_throughput --profile VARIANT`` records a few steps after the timed ones and writes the table
-(``train_throughput_profile_<device>.txt``) and this summary into its JSON. On CUDA the rows are GPU kernels
+(``<name>_profile_<device>.txt``) and this summary into its JSON. On CUDA the rows are GPU kernels
 (their own time on the device); on a CPU, operators' self time. The kinds are matched on kernel and
 operator names, so "other" is shown rather than guessed.
 """

@@ -24,6 +24,7 @@ from pathlib import Path
 from statistics import median
 
 from benchmarks.common import NARROW_DECODER, RESULTS, add_data_arguments, device_tag, table, write_result
+from cardioseg.bundle import TRAIN_CONFIG
 from cardioseg.study.packing import BundleRun, run_packed
 from cardioseg.training.convergence import read_metrics
 from cardioseg.visualize import convergence_plot
@@ -41,6 +42,19 @@ LEVERS = {  # name -> what it changes over the bundle's defaults
 }
 
 
+def bundle_has(key: str) -> bool:
+    """Whether ``key`` (``#``-separated for nested ones) names an entry of the bundle's train.json."""
+    node = json.loads(TRAIN_CONFIG.read_text())
+    for part in key.split("#"):
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            return False
+    return True
+
+
 def variant_overrides(name: str, args: argparse.Namespace) -> dict:
     """What a variant changes over ``plain`` (the bundle's defaults with the benchmark's settings): levers
     and bundle overrides joined by ``+``, e.g. ``ema+ds`` or ``ema+epochs=30+learning_rate=0.004`` (a value
@@ -49,6 +63,8 @@ def variant_overrides(name: str, args: argparse.Namespace) -> dict:
     for token in [] if name == "plain" else name.split("+"):
         key, is_override, value = token.partition("=")
         if is_override and key:
+            if not bundle_has(key):  # MONAI would add an unknown key silently and the variant would be mislabelled
+                raise SystemExit(f"variant {name!r}: {key!r} is not a setting of {TRAIN_CONFIG}")
             try:
                 overrides[key] = json.loads(value)
             except json.JSONDecodeError:
