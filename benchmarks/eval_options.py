@@ -50,6 +50,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-dir", type=Path, required=True, help="a training run's output_dir")
     parser.add_argument("--dataset-dir", default="../shared/data/acdc_ssl4mis")
+    parser.add_argument("--name", default="eval_options", help="result file: NAME_<device>.json")
+    parser.add_argument("--out-dir", type=Path, help="write the result here (default: benchmarks/results)")
     args = parser.parse_args()
 
     rows = []
@@ -70,7 +72,7 @@ def main() -> None:
         "dataset_dir": args.dataset_dir,
         "volumes": len(plain),
     }
-    print("wrote", write_result("eval_options", {"settings": settings, "results": rows}))
+    print("wrote", write_result(args.name, {"settings": settings, "results": rows}, args.out_dir))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 from .errors import CardiosegError, cardioseg_cause
-from .settings import multiple_of, output_file, real_number
+from .settings import SettingError, multiple_of, output_file, real_number
 
 
 def show_progress(args: argparse.Namespace) -> bool:
@@ -62,13 +62,18 @@ def cmd_data_cache(args: argparse.Namespace) -> None:
     from .training.data import choose_split, load_slices
 
     output_file("--out", args.out, args.overwrite)
-    multiple_of("--size", args.size, SIZE_DIVISOR)
     real_number("--val-fraction", args.val_fraction, 0.0, 1.0, open_low=True, open_high=True)
     fmt = args.format or detect_format(args.path)
-    slices = load_slices(args.path, fmt, args.size, args.mode, progress=show_progress(args))
+    if fmt == "cache" and args.size is not None:  # a cache is rewritten as it is (to change its compression)
+        raise SettingError("--size", args.size, "a slice cache keeps the size it was made at; leave --size out")
+    size = 256 if args.size is None else args.size
+    multiple_of("--size", size, SIZE_DIVISOR)
+    slices = load_slices(args.path, fmt, size, args.mode, progress=show_progress(args))
     split = choose_split(slices, args.path, fmt, args.seed, args.val_fraction)
     slices.meta["split"] = split.to_dict()
-    path = save_cache(slices, args.out, image_dtype=args.dtype, progress=show_progress(args))
+    path = save_cache(
+        slices, args.out, image_dtype=args.dtype, compression=args.compression, progress=show_progress(args)
+    )
     print(
         f"wrote {path}: {len(slices)} slices of {len(slices.patients())} patients, "
         f"{path.stat().st_size / 1e6:.1f} MB ({len(split.train)} train / {len(split.val)} val patients)"
@@ -223,13 +228,19 @@ def build_parser() -> argparse.ArgumentParser:
     sheet.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     sheet.set_defaults(func=cmd_data_contact_sheet)
 
-    cache = data.add_parser("cache", help="prepared slices and split in one compressed file (for a GPU machine)")
-    cache.add_argument("path", type=Path)
+    cache = data.add_parser("cache", help="prepared slices and split in one file (compressed, for a GPU machine)")
+    cache.add_argument("path", type=Path, help="a data folder, or a slice cache to rewrite with another --compression")
     cache.add_argument("--out", type=Path, required=True)
-    cache.add_argument("--format", choices=("ssl4mis", "acdc", "phantom"), help="skip detection")
+    cache.add_argument("--format", choices=("ssl4mis", "acdc", "phantom", "cache"), help="skip detection")
     cache.add_argument("--mode", choices=("ssl4mis", "spacing", "native"), default="ssl4mis")
-    cache.add_argument("--size", type=int, default=256)
+    cache.add_argument("--size", type=int, help="image size in pixels (default 256; a cache keeps its own)")
     cache.add_argument("--dtype", choices=("uint8", "float16"), default="uint8")
+    cache.add_argument(
+        "--compression",
+        choices=("xz", "none"),  # cardioseg.data.cache.COMPRESSIONS, not imported here: it loads MONAI (seconds)
+        default="xz",
+        help="xz: small, to carry (default); none: four times larger, loads seconds faster",
+    )
     cache.add_argument("--seed", type=int, default=0, help="seed of the patient split where none is published")
     cache.add_argument("--val-fraction", type=float, default=0.2)
     cache.add_argument("--overwrite", action="store_true", help="replace an existing --out file")

@@ -231,15 +231,16 @@ def npy_bytes() -> bytes:
     return buffer.getvalue()
 
 
-def cache(root: Path, edit: Callable[[dict[str, np.ndarray]], None] | None = None) -> Path:
+def cache(root: Path, edit: Callable[[dict[str, np.ndarray]], None] | None = None, compressed: bool = True) -> Path:
+    """A slice cache with ``edit`` applied to its arrays, xz-compressed or as a plain .npz archive."""
     arrays = cache_arrays(root)
     if edit:
         edit(arrays)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    path = root / "slices.xz"
-    path.write_bytes(lzma.compress(buffer.getvalue()))
-    return path
+    if compressed:
+        return write(root / "slices.xz", lzma.compress(buffer.getvalue()))
+    return write(root / "slices.npz", buffer.getvalue())
 
 
 def cache_meta(**changes) -> Callable[[dict[str, np.ndarray]], None]:
@@ -604,6 +605,14 @@ CACHE_CASES = [
         id="float16-inf",
     ),
     pytest.param(lambda r: write(r / "slices.xz", b""), "is a file; expected", id="zero-bytes"),
+    pytest.param(
+        lambda r: truncate(cache(r, compressed=False), 0.5), "corrupt or truncated slice cache", id="truncated-npz"
+    ),
+    pytest.param(
+        lambda r: cache(r, lambda a: a["labels"].__setitem__((0, 0, 0), 9), compressed=False),
+        "label values [9]",
+        id="npz-label-9",
+    ),
 ]
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from cardioseg.data.cache import load_cache, save_cache
+from cardioseg.data.formats import detect_format
 from cardioseg.data.records import Record
 from cardioseg.data.slicing import SliceSet, to_slices
 from cardioseg.errors import DataError
@@ -49,6 +50,21 @@ def test_uint8_round_trip(tmp_path, percentiles):
     assert [p.name for p in tmp_path.iterdir()] == ["c.xz"]  # atomic write leaves no temp file
 
 
+def test_uncompressed_cache_holds_the_same_slices(tmp_path):
+    slices = prepared()
+    packed = load_cache(save_cache(slices, tmp_path / "c.xz"))
+    plain_path = save_cache(slices, tmp_path / "c.npz", compression="none")
+    assert plain_path.read_bytes()[:4] == b"PK\x03\x04"  # an .npz archive, readable by numpy alone
+    assert detect_format(plain_path) == "cache"
+    back = load_cache(plain_path)
+    np.testing.assert_array_equal(back.images, packed.images)
+    np.testing.assert_array_equal(back.labels, packed.labels)
+    assert_same_index(back, packed)
+    assert back.meta == packed.meta
+    with pytest.raises(ValueError, match="compression"):
+        save_cache(slices, tmp_path / "d.npz", compression="gzip")
+
+
 def test_float16_round_trip_and_unlabelled(tmp_path):
     slices = prepared(labelled=False)
     back = load_cache(save_cache(slices, tmp_path / "c.xz", image_dtype="float16"))
@@ -62,7 +78,13 @@ def test_float16_round_trip_and_unlabelled(tmp_path):
 def test_truncated_or_garbage_cache_is_a_data_error(tmp_path):
     path = save_cache(prepared(), tmp_path / "c.xz")
     data = path.read_bytes()
-    for name, damaged in [("truncated.xz", data[: len(data) // 2]), ("garbage.xz", b"not a cache at all")]:
+    plain = save_cache(prepared(), tmp_path / "c.npz", compression="none").read_bytes()
+    cases = [
+        ("truncated.xz", data[: len(data) // 2]),
+        ("garbage.xz", b"not a cache at all"),
+        ("truncated.npz", plain[: len(plain) // 2]),
+    ]
+    for name, damaged in cases:
         bad = tmp_path / name
         bad.write_bytes(damaged)
         with pytest.raises(DataError, match=name) as err:

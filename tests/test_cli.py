@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 from PIL import Image
 
 from cardioseg.cli import main
@@ -54,3 +55,18 @@ def test_cache_command_carries_slices_and_split_for_training(phantom_dir, tmp_pa
     data = prepare_finetune_data(out, "cache")
     assert (data.split.train, data.split.val) == (tuple(split["train"]), tuple(split["val"]))
     assert len(data.train) + len(data.val) == len(slices)
+
+
+def test_cache_command_rewrites_a_cache_uncompressed(phantom_dir, tmp_path, capsys):
+    from cardioseg.data.cache import load_cache
+
+    packed = tmp_path / "phantom64.xz"
+    assert main(["--quiet", "data", "cache", str(phantom_dir), "--out", str(packed), "--size", "64"]) == 0
+    plain = tmp_path / "phantom64.npz"
+    assert main(["--quiet", "data", "cache", str(packed), "--out", str(plain), "--size", "64"]) == 2
+    assert "--size" in capsys.readouterr().err and not plain.exists()
+    assert main(["--quiet", "data", "cache", str(packed), "--out", str(plain), "--compression", "none"]) == 0
+    before, after = load_cache(packed), load_cache(plain)
+    np.testing.assert_array_equal(after.images, before.images)
+    assert after.meta["split"] == before.meta["split"]
+    assert plain.stat().st_size > packed.stat().st_size
