@@ -30,6 +30,7 @@ set -uo pipefail
 PY=${PY:-python3}
 if [ "$PY" = python3 ]; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .device/whl/*.whl
+  $PY -m compileall -q -j 0 /tmp/site "$PWD/cardioseg" > /dev/null  # bytecode, as pip leaves it; not in any timing
   export PYTHONPATH=/tmp/site:$PWD
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 fi
@@ -37,6 +38,9 @@ export PYTHONUNBUFFERED=1 CI=true
 OUT=${OUT:-/tmp/out}
 WORK=${WORK:-/tmp/gpu_session}
 DEADLINE=${DEADLINE:-570}
+# a machine can keep /tmp from an earlier session: start from nothing, so no old result is packed again and
+# no run folder of an earlier run is refused as someone else's
+rm -rf "$WORK" /tmp/tta_runs /tmp/accuracy_runs /tmp/ssl_runs
 mkdir -p "$OUT" "$WORK"
 CACHE=${CACHE:-.device/acdc256.xz}
 ENCODER=${ENCODER:-resnet50}
@@ -55,12 +59,13 @@ time_to_accuracy() {  # STEP TIMEOUT EPOCHS VARIANTS RESULT_NAME: one benchmarks
     --output-dir "/tmp/$1_runs" --out-dir "$WORK" 2>&1 | log "$5"
   for run in /tmp/"$1"_runs/*/; do  # the curves, also of a run cut off by its limit
     cp "$run/metrics.jsonl" "$WORK/$1_$(basename "$run").jsonl" 2>/dev/null
+    cp "${run%/}.log" "$WORK/$1_$(basename "$run").log" 2>/dev/null  # its console, timestamped
   done
 }
 PLAIN=/tmp/$(basename "${CACHE%.*}").npz
 $PY -m cardioseg --quiet data cache "$CACHE" --out "$PLAIN" --compression none --overwrite 2>&1 | log unpack
-if [ "$SMALL" = 1 ]; then size=(--batch-size 4 --steps 2); else size=(--batch-size 64); fi
-timeout "$(limit 90)" $PY -m benchmarks.startup --cache "$CACHE" --plain "$PLAIN" --encoder "$ENCODER" "${size[@]}" \
+if [ "$SMALL" = 1 ]; then size=(--batch-size 4 --image-size 64 --steps 2); else size=(--batch-size 64); fi
+[ "${STARTUP:-1}" = 1 ] && timeout "$(limit 90)" $PY -m benchmarks.startup --cache "$CACHE" --plain "$PLAIN" --encoder "$ENCODER" "${size[@]}" \
   --out-dir "$WORK" 2>&1 | log startup
 CACHE=$PLAIN
 for step in ${STEPS:-throughput tta}; do

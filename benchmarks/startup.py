@@ -1,12 +1,15 @@
-"""Where a fine-tuning run's seconds before steady training go, measured in one fresh process.
+"""Where a fine-tuning run's seconds before steady training go, measured in fresh processes.
 
 Parts, in the order a run meets them: importing torch and MONAI; reading the slice cache, xz-compressed
 (what is carried to a GPU machine) and uncompressed (``cardioseg data cache CACHE --compression none``);
-then the network's first training steps (forward and backward, bf16 autocast and channels_last on CUDA),
-first with cuDNN's heuristic kernel choice, whose first step loads the CUDA libraries, and then with
-``cudnn.benchmark`` (the bundle's default), whose first step autotunes every convolution. A step is timed
-to the device's synchronisation. Time to accuracy (``benchmarks.time_to_accuracy``) reports the total of
-these as "before the first step" and "the first epoch's training"; this says which part is which.
+building the network; then its first training steps (forward and backward, bf16 autocast and
+channels_last on CUDA), once with cuDNN's heuristic kernel choice and once with ``cudnn.benchmark`` (the
+bundle's default unless ``deterministic``), each in a process of its own: torch caches the kernel chosen
+for a convolution whichever way it was chosen, so a second setting in the same process would reuse the
+first one's choices and autotune nothing. Each such process first runs one small step of another shape,
+which loads the CUDA libraries (timed apart). A step is timed to the device's synchronisation. Time to
+accuracy (``benchmarks.time_to_accuracy``) reports the total of these as "before the first step" and "the
+first epoch's training"; this says which part is which.
 
     python -m benchmarks.startup --cache acdc256.xz --plain acdc256.npz --encoder resnet50 --batch-size 64
 """
@@ -14,6 +17,9 @@ these as "before the first step" and "the first epoch's training"; this says whi
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from statistics import median
@@ -25,11 +31,10 @@ def timed(fn, *args) -> tuple[float, object]:
     return round(time.perf_counter() - start, 3), value
 
 
-def step_seconds(net, batch, steps: int, benchmark: bool) -> list[float]:
-    """Seconds of each of ``steps`` training steps (forward, loss, backward) with cudnn.benchmark as given."""
+def step_seconds(net, batch, steps: int) -> list[float]:
+    """Seconds of each of ``steps`` training steps (forward, loss, backward)."""
     import torch
 
-    torch.backends.cudnn.benchmark = benchmark
     cuda = batch.device.type == "cuda"
     times = []
     for _ in range(steps):
@@ -43,36 +48,69 @@ def step_seconds(net, batch, steps: int, benchmark: bool) -> list[float]:
     return times
 
 
+def first_steps(args: argparse.Namespace) -> dict:
+    """In this (fresh) process: one small step that loads the CUDA libraries, then ``args.steps`` steps of
+    the run's shape with ``cudnn.benchmark`` as ``args.first_steps`` says."""
+    import torch
+
+    from cardioseg.nets import build_unet
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    net = build_unet(args.encoder).to(device, memory_format=memory_format)
+
+    def batch(n: int, size: int):
+        return torch.randn(n, 1, size, size, device=device).contiguous(memory_format=memory_format)
+
+    torch.backends.cudnn.benchmark = False
+    libraries = step_seconds(net, batch(2, 64), 1)[0]
+    torch.backends.cudnn.benchmark = args.first_steps == "benchmark"
+    times = step_seconds(net, batch(args.batch_size, args.image_size), args.steps)
+    return {"load_libraries": libraries, "first": times[0], "later_median": median(times[1:]), "all": times}
+
+
+def in_fresh_process(args: argparse.Namespace, mode: str) -> dict:
+    command = [sys.executable, "-m", "benchmarks.startup", "--first-steps", mode, "--encoder", args.encoder]
+    command += ["--batch-size", str(args.batch_size), "--image-size", str(args.image_size), "--steps", str(args.steps)]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cache", type=Path, required=True, help="an xz slice cache")
-    parser.add_argument("--plain", type=Path, required=True, help="the same cache written with --compression none")
+    parser.add_argument("--cache", type=Path, help="an xz slice cache")
+    parser.add_argument("--plain", type=Path, help="the same cache written with --compression none")
     parser.add_argument("--encoder", default="resnet50")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=5, help="steps timed with each cuDNN setting")
+    parser.add_argument("--first-steps", choices=("heuristic", "benchmark"), help=argparse.SUPPRESS)  # the child
     parser.add_argument("--out-dir", type=Path, help="write the result here (default: benchmarks/results)")
     args = parser.parse_args()
+    if args.first_steps:
+        print(json.dumps(first_steps(args)))
+        return
+    if args.cache is None or args.plain is None:
+        parser.error("--cache and --plain are required")
 
     parts = {}
-    parts["import torch"], torch = timed(__import__, "torch")
+    parts["import torch"], _ = timed(__import__, "torch")
     parts["import monai"], _ = timed(__import__, "monai")
     from benchmarks.common import table, write_result
     from cardioseg.data.cache import load_cache
     from cardioseg.nets import build_unet
 
     for compression, path in (("xz", args.cache), ("none", args.plain)):
-        parts[f"load_cache ({compression}, {path.stat().st_size / 1e6:.0f} MB)"], slices = timed(load_cache, path)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-    parts["build the network"], net = timed(lambda: build_unet(args.encoder).to(device, memory_format=memory_format))
-    images = torch.from_numpy(slices.images[: args.batch_size, None]).to(device, memory_format=memory_format)
-    steps = {}
-    for benchmark in (False, True):  # heuristic choice first: its first step alone loads the libraries
-        times = step_seconds(net, images, args.steps, benchmark)
-        steps[f"cudnn.benchmark {benchmark}"] = {"first": times[0], "later_median": median(times[1:]), "all": times}
+        parts[f"load_cache ({compression}, {path.stat().st_size / 1e6:.0f} MB)"], _ = timed(load_cache, path)
+    parts["build the network"], _ = timed(build_unet, args.encoder)
+    steps = {mode: in_fresh_process(args, mode) for mode in ("heuristic", "benchmark")}
     rows = [{"part": name, "seconds": value} for name, value in parts.items()]
-    rows += [{"part": f"first step, {k}", "seconds": v["first"]} for k, v in steps.items()]
-    rows += [{"part": f"later step, {k}", "seconds": v["later_median"]} for k, v in steps.items()]
+    for mode, times in steps.items():
+        rows += [
+            {"part": f"{mode} process: load the CUDA libraries", "seconds": times["load_libraries"]},
+            {"part": f"{mode} process: first step", "seconds": times["first"]},
+            {"part": f"{mode} process: later step", "seconds": times["later_median"]},
+        ]
     print(table(rows, ["part", "seconds"]))
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     print("wrote", write_result("startup", {"settings": settings, "parts": parts, "steps": steps}, args.out_dir))

@@ -64,20 +64,21 @@ def convergence_plot(
     seconds_label: str = "training seconds",
 ) -> Path:
     """Validation mean Dice against seconds (the lines' ``seconds`` field) and against images seen, one
-    line per run."""
-    fig, (by_time, by_images) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    line per run (epochs without validation skipped); the legend below both, where long run names fit."""
+    fig, (by_time, by_images) = plt.subplots(1, 2, figsize=(11, 4 + 0.25 * len(runs)), sharey=True)
     for label, metrics in runs.items():
-        dice = [m["val_dice_mean"] for m in metrics]
-        by_time.plot([m[seconds] for m in metrics], dice, marker=".", label=label)
-        by_images.plot([m["images_seen"] for m in metrics], dice, marker=".", label=label)
+        validated = [m for m in metrics if m["val_dice_mean"] is not None]
+        dice = [m["val_dice_mean"] for m in validated]
+        by_time.plot([m[seconds] for m in validated], dice, marker=".", label=label)
+        by_images.plot([m["images_seen"] for m in validated], dice, marker=".")
     by_time.set(xlabel=seconds_label, ylabel="mean validation Dice (RV, MYO, LV)", ylim=(0, 1))
     by_images.set(xlabel="images seen")
     for ax in (by_time, by_images):
         ax.grid(alpha=0.3)
-    by_images.legend(loc="lower right")
+    fig.legend(loc="lower center", frameon=False)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.25 * len(runs) / (4 + 0.25 * len(runs)) + 0.02, 1, 1))
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)

@@ -416,3 +416,17 @@ def test_seed_run_leaves_cudnn_free_unless_asked(cuda, deterministic, benchmark)
         assert torch.equal(first, torch.rand(2))
     finally:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before
+
+
+def test_an_epoch_without_validation_logs_no_dice(tmp_path):
+    from ignite.engine import Engine
+
+    from cardioseg.training.convergence import ConvergenceLog
+
+    evaluator, trainer = Engine(lambda engine, batch: None), Engine(lambda engine, batch: None)
+    evaluator.state.metrics = {"val_mean_dice": 0.5, "val_dice_per_class": torch.tensor([0.4, 0.5, 0.6])}
+    evaluator.state.epoch = trainer.state.epoch = 2  # validated after epoch 2 (val_interval 2)
+    log = ConvergenceLog(tmp_path / "metrics.jsonl", evaluator, batch_size=2)
+    assert log.extra_fields(trainer) == {"val_dice_mean": 0.5, "val_dice": {"RV": 0.4, "MYO": 0.5, "LV": 0.6}}
+    trainer.state.epoch = 3  # the evaluator still holds epoch 2's Dice
+    assert log.extra_fields(trainer) == {"val_dice_mean": None, "val_dice": {}}

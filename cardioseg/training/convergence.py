@@ -33,6 +33,10 @@ class ConvergenceLog(EpochLog):
         self.class_names = tuple(class_names)
 
     def extra_fields(self, engine: Engine) -> dict[str, Any]:
+        """This epoch's validation; none (null) in an epoch that ``val_interval`` skips, where the evaluator
+        still holds an earlier epoch's (MONAI's Evaluator.run sets its epoch to the trainer's)."""
+        if self.evaluator.state.epoch != engine.state.epoch:
+            return {"val_dice_mean": None, "val_dice": {}}
         metrics = self.evaluator.state.metrics
         per_class = metrics.get("val_dice_per_class")
         per_class = [] if per_class is None else torch.as_tensor(per_class).flatten().tolist()
@@ -43,10 +47,9 @@ class ConvergenceLog(EpochLog):
 
     def describe(self, line: dict[str, Any]) -> str:
         per_class = ", ".join(f"{k} {v}" for k, v in line["val_dice"].items())
-        return (
-            f"epoch {line['epoch']}: loss {line['train_loss']:.4f}, val Dice {line['val_dice_mean']} "
-            f"({per_class}), {line['train_seconds']:.1f} s training"
-        )
+        validation = f"val Dice {line['val_dice_mean']} ({per_class})" if line["val_dice"] else "not validated"
+        seconds = line["train_seconds"]
+        return f"epoch {line['epoch']}: loss {line['train_loss']:.4f}, {validation}, {seconds:.1f} s training"
 
 
 def _round(value) -> float | None:
