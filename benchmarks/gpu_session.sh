@@ -9,15 +9,17 @@
 # the script started), so the packing always happens. First, always: the carried xz cache is rewritten
 # uncompressed (as a user keeps it on local disk; the runs read that), and benchmarks.startup times the
 # parts before steady training, which also loads the CUDA libraries of a fresh machine once, so the steps
-# after it compare like with like. Steps (estimates on an H200, from earlier runs):
+# after it compare like with like (about 50 s with the cache's rewrite; STARTUP=0 skips the timing).
+# Steps (estimates on an H200, from earlier runs):
 #   throughput  fine-tuning train step: the fast path and its levers, VARIANTS, with the torch.profiler
 #               table of PROFILE, then PROFILE at batch 128 (about 150 s with two compiled variants; the
 #               JSON is rewritten after each; issue 10, target 1)
 #   tta         time to 0.90 val Dice from the command's start, one process per TTA_VARIANTS entry
-#               (levers and bundle overrides joined by +; about 110 s for 30 epochs on a fresh machine,
-#               25 s of it before the first step; issue 10, target 2)
-#   accuracy    one long run, ACC_VARIANTS (weight average and deep supervision): the best Dice within
-#               5 minutes, then benchmarks.eval_options on its model (issue 10, target 3)
+#               (levers and bundle overrides joined by +, batch 32 unless one says otherwise; about 17 s
+#               before the first step, then about 2.3 s an epoch with ds; the default pair measures CUDA
+#               graphs, compile included, against the plain step: about 200 s; issue 10, target 2)
+#   accuracy    one long run, ACC_VARIANTS (weight average and deep supervision) of ACC_EPOCHS (110: about
+#               275 s), then benchmarks.eval_options on its model (about 40 s; issue 10, target 3)
 #   pretrain    BYOL ResNet-50 224 px pretraining images/s, view loader vs lightly's pipeline (issue 8)
 #   packed      PACKED_RUNS (4) few-label runs of PACKED_EPOCHS (10) at once vs one after another (issue 10,
 #               target 4; 3 runs of 5 epochs did not finish in 130 s: give it 300 s)
@@ -81,9 +83,9 @@ for step in ${STEPS:-throughput tta}; do
     timeout "$(limit 60)" $PY -m benchmarks.train_throughput --dataset-dir "$CACHE" --dataset-format cache \
       --encoder "$ENCODER" "${size[@]}" --batch-size $((SMALL == 1 ? 8 : 128)) --variants "$profile" \
       --name train_throughput_batch128 --out-dir "$WORK" 2>&1 | log throughput_batch128 ;;
-  tta) time_to_accuracy tta "${TTA_TIMEOUT:-360}" "${EPOCHS:-30}" "${TTA_VARIANTS:-ema}" time_to_accuracy ;;
+  tta) time_to_accuracy tta "${TTA_TIMEOUT:-360}" "${EPOCHS:-40}" "${TTA_VARIANTS:-ema+ds+deterministic,ema+ds+graphs+deterministic}" time_to_accuracy ;;
   accuracy)
-    time_to_accuracy accuracy "${ACC_TIMEOUT:-400}" "${ACC_EPOCHS:-120}" "${ACC_VARIANTS:-ema+ds}" accuracy
+    time_to_accuracy accuracy "${ACC_TIMEOUT:-400}" "${ACC_EPOCHS:-110}" "${ACC_VARIANTS:-ema+ds}" accuracy
     for run in /tmp/accuracy_runs/*/; do
       timeout "$(limit 90)" $PY -m benchmarks.eval_options --run-dir "$run" --dataset-dir "$CACHE" \
         --name eval_options --out-dir "$WORK" 2>&1 | log eval_options

@@ -36,6 +36,7 @@ LEVERS = {  # name -> what it changes over the bundle's defaults
     "ema": lambda args: {"ema_decay": args.ema_decay},
     "ds": lambda args: {"deep_supervision": args.deep_supervision},
     "compile": lambda args: {"compile": True},
+    "graphs": lambda args: {"compile": True, "compile_mode": "reduce-overhead"},  # CUDA graphs
     "deterministic": lambda args: {"deterministic": True},
     "narrow-decoder": lambda args: {"decoder_channels": list(NARROW_DECODER)},
     "unpadded-validation": lambda args: {"validate#loader#slice_multiple": 1},  # one cuDNN autotune per slice count
@@ -141,18 +142,20 @@ def main() -> None:
 
 def phases(metrics: list[dict]) -> dict:
     """Where the seconds since the command went: before the first step (imports, data, model), the first
-    epoch's training (cuDNN autotuning and warm-up), and a later epoch's training and whole period
-    (validation and checkpoint writes included), as medians over epochs 2 on."""
+    epoch's training (cuDNN autotuning and warm-up), and a later epoch's training, validation (where the
+    log has it) and whole period (checkpoint writes included), as medians over epochs 2 on."""
     first = metrics[0]
 
     def later_median(field: str) -> float | None:
         steps = [b[field] - a[field] for a, b in zip(metrics, metrics[1:])]
         return round(median(steps), 3) if steps else None
 
+    validations = [m["val_seconds"] for m in metrics[1:] if m.get("val_seconds") is not None]
     return {
         "before_first_step": round(first["seconds_since_command"] - first["wall_seconds"], 2),
         "first_epoch_training": first["train_seconds"],
         "later_epoch_training": later_median("train_seconds"),
+        "later_validation": round(median(validations), 3) if validations else None,
         "later_epoch_period": later_median("seconds_since_command"),
     }
 

@@ -166,6 +166,7 @@ def test_label_budget_and_fixed_epoch_length(phantom_dir, tmp_path):
     (line,) = read_metrics(out / "metrics.jsonl")
     assert line["images_seen"] == TINY["epoch_length"]  # oversampled: same epoch length as a full budget
     assert set(line["val_dice"]) == {"RV", "MYO", "LV"}
+    assert 0 < line["val_seconds"] < line["wall_seconds"]
 
 
 def test_frozen_encoder_keeps_its_weights_and_trains_the_decoder(phantom_dir, tmp_path):
@@ -426,7 +427,30 @@ def test_an_epoch_without_validation_logs_no_dice(tmp_path):
     evaluator, trainer = Engine(lambda engine, batch: None), Engine(lambda engine, batch: None)
     evaluator.state.metrics = {"val_mean_dice": 0.5, "val_dice_per_class": torch.tensor([0.4, 0.5, 0.6])}
     evaluator.state.epoch = trainer.state.epoch = 2  # validated after epoch 2 (val_interval 2)
+    evaluator.state.times["COMPLETED"] = 0.25
     log = ConvergenceLog(tmp_path / "metrics.jsonl", evaluator, batch_size=2)
-    assert log.extra_fields(trainer) == {"val_dice_mean": 0.5, "val_dice": {"RV": 0.4, "MYO": 0.5, "LV": 0.6}}
+    validated = {"val_dice_mean": 0.5, "val_dice": {"RV": 0.4, "MYO": 0.5, "LV": 0.6}, "val_seconds": 0.25}
+    assert log.extra_fields(trainer) == validated
     trainer.state.epoch = 3  # the evaluator still holds epoch 2's Dice
-    assert log.extra_fields(trainer) == {"val_dice_mean": None, "val_dice": {}}
+    assert log.extra_fields(trainer) == {"val_dice_mean": None, "val_dice": {}, "val_seconds": None}
+
+
+def test_compile_mode_reaches_torch_compile(phantom_dir, tmp_path, monkeypatch):
+    """``compile_mode`` is handed to torch.compile (CUDA graphs with "reduce-overhead"); the compilation
+    itself is the GPU benchmarks' to time."""
+    compiled = {}
+
+    def record(model, **kwargs):
+        compiled.update(kwargs)
+        return model
+
+    monkeypatch.setattr(torch, "compile", record)
+    workflow = bundle_workflow(
+        dataset_dir=str(phantom_dir),
+        dataset_format="phantom",
+        output_dir=str(tmp_path / "run"),
+        compile=True,
+        compile_mode="reduce-overhead",
+    )
+    workflow.parser.get_parsed_content("train#trainer")
+    assert compiled == {"mode": "reduce-overhead"}

@@ -33,16 +33,19 @@ class ConvergenceLog(EpochLog):
         self.class_names = tuple(class_names)
 
     def extra_fields(self, engine: Engine) -> dict[str, Any]:
-        """This epoch's validation; none (null) in an epoch that ``val_interval`` skips, where the evaluator
-        still holds an earlier epoch's (MONAI's Evaluator.run sets its epoch to the trainer's)."""
+        """This epoch's validation Dice and seconds; none (null) in an epoch that ``val_interval`` skips,
+        where the evaluator still holds an earlier epoch's (MONAI's Evaluator.run sets its epoch to the
+        trainer's)."""
         if self.evaluator.state.epoch != engine.state.epoch:
-            return {"val_dice_mean": None, "val_dice": {}}
+            return {"val_dice_mean": None, "val_dice": {}, "val_seconds": None}
         metrics = self.evaluator.state.metrics
         per_class = metrics.get("val_dice_per_class")
         per_class = [] if per_class is None else torch.as_tensor(per_class).flatten().tolist()
         return {
             "val_dice_mean": _round(metrics.get("val_mean_dice")),
             "val_dice": {name: _round(v) for name, v in zip(self.class_names, per_class)},
+            # ignite's own timing of the evaluator's run (its metrics read the result back: no sync needed)
+            "val_seconds": round(self.evaluator.state.times.get("COMPLETED") or 0.0, 3),
         }
 
     def describe(self, line: dict[str, Any]) -> str:

@@ -73,7 +73,14 @@ def inspect_pretrained(encoder: str, pretrained: Any, decoder_channels: Any = No
     return load_pretrained(build_unet(encoder, decoder_channels=decoder_channels), str(pretrained)).describe()
 
 
-def check_run_options(output_dir: Any, options: dict[str, Any]) -> dict[str, bool]:
-    """The flags that steer a run but are not part of its record (resume, overwrite, compile), parsed."""
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
+
+
+def check_run_options(output_dir: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """The options that steer a run but are not part of its record, parsed: flags (resume, overwrite,
+    compile, deterministic) and ``compile_mode``, the mode ``torch.compile`` is given."""
     output_folder("output_dir", output_dir)
-    return {name: as_flag(value, name) for name, value in options.items()}
+    parsed = {name: as_flag(value, name) for name, value in options.items() if name != "compile_mode"}
+    if "compile_mode" in options:
+        parsed["compile_mode"] = choice("compile_mode", options["compile_mode"], COMPILE_MODES)
+    return parsed
