@@ -454,3 +454,16 @@ def test_compile_mode_reaches_torch_compile(phantom_dir, tmp_path, monkeypatch):
     )
     workflow.parser.get_parsed_content("train#trainer")
     assert compiled == {"mode": "reduce-overhead"}
+
+
+@pytest.mark.parametrize(("progress", "shown"), [("false", False), ("True", True), (False, False)])
+def test_progress_as_a_command_line_gives_it(capsys, progress, shown):
+    """``--progress false`` reaches the bundle as the word "false", which must not show a bar."""
+    from ignite.engine import Engine
+
+    from cardioseg.engine.progress import attach_progress_bar
+
+    trainer = Engine(lambda engine, batch: None)
+    attach_progress_bar(trainer, progress)
+    trainer.run([0, 1], max_epochs=1)
+    assert ("Iteration: [1/2]" in capsys.readouterr().err) is shown
