@@ -38,6 +38,7 @@ LEVERS = {  # name -> what it changes over the bundle's defaults
     "compile": lambda args: {"compile": True},
     "graphs": lambda args: {"compile": True, "compile_mode": "reduce-overhead"},  # CUDA graphs
     "deterministic": lambda args: {"deterministic": True},
+    "no-autotune": lambda args: {"cudnn_benchmark": False},  # cuDNN's heuristic kernels, no first-epoch tuning
     "narrow-decoder": lambda args: {"decoder_channels": list(NARROW_DECODER)},
     "unpadded-validation": lambda args: {"validate#loader#slice_multiple": 1},  # one cuDNN autotune per slice count
 }

@@ -94,6 +94,7 @@ BAD_SETTINGS = [
     (["--deep_supervision", "5"], "'deep_supervision' is 5: must be between 0 and 4"),
     (["--checkpoint_seconds", "-1"], "'checkpoint_seconds' is -1"),
     (["--deterministic", "often"], "'deterministic' is 'often': expected true or false"),
+    (["--cudnn_benchmark", "auto"], "'cudnn_benchmark' is 'auto': expected true or false"),
     (["--compile_mode", "fast"], "'compile_mode' is 'fast': choose one of default, reduce-overhead"),
     (["--decoder_channels", "[64,32]"], "'decoder_channels' is [64, 32]: give 5 whole numbers, coarsest first"),
     (["--resume", "True", "--overwrite", "True"], "resume and overwrite exclude each other"),

@@ -400,20 +400,25 @@ def test_best_weights_are_written_with_the_next_checkpoint(tmp_path):
     assert torch.load(tmp_path / "last.pt", weights_only=True)["checkpointer"] == {"metric": 0.7, "epoch": 2}
 
 
-CUDNN_FLAGS = [(True, False, True), (True, True, False), (False, False, False)]  # cuda, deterministic -> benchmark
+CUDNN_FLAGS = [  # cuda, deterministic, cudnn_benchmark setting -> cudnn.benchmark
+    (True, False, True, True),
+    (True, True, True, False),
+    (True, False, False, False),
+    (False, False, True, False),
+]
 
 
-@pytest.mark.parametrize(("cuda", "deterministic", "benchmark"), CUDNN_FLAGS)
-def test_seed_run_leaves_cudnn_free_unless_asked(cuda, deterministic, benchmark):
+@pytest.mark.parametrize(("cuda", "deterministic", "wanted", "benchmark"), CUDNN_FLAGS)
+def test_seed_run_leaves_cudnn_free_unless_asked(cuda, deterministic, wanted, benchmark):
     """MONAI's set_determinism alone would leave cuDNN deterministic and untuned on every run."""
     from cardioseg.engine.seeding import seed_run
 
     before = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
     try:
-        seed_run(3, cuda, deterministic)
+        seed_run(3, cuda, deterministic, wanted)
         assert (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark) == (deterministic, benchmark)
         first = torch.rand(2)
-        seed_run(3, cuda, deterministic)
+        seed_run(3, cuda, deterministic, wanted)
         assert torch.equal(first, torch.rand(2))
     finally:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before
