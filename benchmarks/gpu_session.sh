@@ -83,7 +83,7 @@ for step in ${STEPS:-throughput tta}; do
     timeout "$(limit 60)" $PY -m benchmarks.train_throughput --dataset-dir "$CACHE" --dataset-format cache \
       --encoder "$ENCODER" "${size[@]}" --batch-size $((SMALL == 1 ? 8 : 128)) --variants "$profile" \
       --name train_throughput_batch128 --out-dir "$WORK" 2>&1 | log throughput_batch128 ;;
-  tta) time_to_accuracy tta "${TTA_TIMEOUT:-360}" "${EPOCHS:-40}" "${TTA_VARIANTS:-ema+ds+deterministic,ema+ds+graphs+deterministic}" time_to_accuracy ;;
+  tta) time_to_accuracy tta "${TTA_TIMEOUT:-360}" "${EPOCHS:-40}" "${TTA_VARIANTS:-ema+ds+no-autotune,ema+ds+graphs+no-autotune}" time_to_accuracy ;;
   accuracy)
     time_to_accuracy accuracy "${ACC_TIMEOUT:-400}" "${ACC_EPOCHS:-110}" "${ACC_VARIANTS:-ema+ds}" accuracy
     for run in /tmp/accuracy_runs/*/; do
