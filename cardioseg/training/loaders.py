@@ -97,13 +97,21 @@ class TrainSliceLoader(EpochLoader):
             }
 
 
-class VolumeLoader:
-    """One batch per volume (all its slices), so validation metrics are 3D per volume as in SSL4MIS.
+PAD_LABEL = -1.0
+"""The label of a padding slice: ``slices_to_volume`` scores it as background in prediction and truth."""
 
-    ``slice_multiple`` pads each image batch with empty slices up to a multiple of it: volumes have 6 to 20
-    slices, and cuDNN's autotuner (``cudnn.benchmark``) tunes every convolution again for each new batch
-    shape, so padding turns a dozen first-time shapes into two or three. The label keeps the volume's own
-    slices; :func:`slices_to_volume` cuts the padding's predictions off before scoring.
+
+class VolumeLoader:
+    """Validation batches of whole volumes, so validation metrics are 3D per volume as in SSL4MIS.
+
+    A batch holds one volume, or on a GPU several (``max_slices`` slices at most): per batch, a validation
+    pays the evaluator's fixed costs (eval mode set on every module, metric updates with their device
+    syncs), which on an H200 outweigh a ResNet-50 U-Net's forward pass over one volume. Volumes are
+    grouped in order of depth, and each is padded with empty slices to its batch's depth, rounded up to a
+    multiple of ``slice_multiple``: ACDC's volumes have 6 to 21 slices, and cuDNN's autotuner
+    (``cudnn.benchmark``) tunes every convolution again for each new batch shape, so the batches come in a
+    few shapes, the same every epoch. Labels of padding slices are ``PAD_LABEL``; the label comes as
+    ``(volumes, 1, depth, H, W)`` and the image as ``(volumes * depth, 1, H, W)``.
     """
 
     def __init__(
@@ -114,38 +122,71 @@ class VolumeLoader:
         rank: int = 0,
         world_size: int = 1,
         slice_multiple: int = 1,
+        max_slices: int = 0,
     ):
-        """Under DDP each rank scores every ``world_size``-th volume; MONAI's metric handlers gather them."""
+        """Under DDP each rank scores every ``world_size``-th volume; MONAI's metric handlers gather them.
+        ``max_slices`` 0 (or below one volume's padded depth) gives one volume per batch."""
         self.device = torch.device(device)
         volumes = [np.flatnonzero(slices.volume == v) for v in np.unique(slices.volume)][rank::world_size]
-        self.volumes = [torch.as_tensor(index, device=self.device) for index in volumes]  # copied once
+        self.slice_multiple = int(slice_multiple)
+        self.batches = [
+            [torch.as_tensor(index, device=self.device) for index in group]  # copied once
+            for group in _group_volumes(volumes, int(max_slices), self.slice_multiple)
+        ]
         self.images = _to_device(slices.images, self.device)
         self.labels = _to_device(slices.labels, self.device)
         self.memory_format = _memory_format(channels_last)
-        self.slice_multiple = int(slice_multiple)
 
     def __len__(self) -> int:
-        return len(self.volumes)
+        return len(self.batches)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        for index in self.volumes:
-            padding = -len(index) % self.slice_multiple
-            image = self.images[index].unsqueeze(1).float()
-            if padding:
-                image = torch.cat([image, image.new_zeros((padding, *image.shape[1:]))])
+        height, width = self.images.shape[1:]
+        for group in self.batches:
+            depth = _padded_depth(max(len(index) for index in group), self.slice_multiple)
+            image = torch.zeros((len(group), depth, height, width), device=self.device)
+            label = torch.full((len(group), depth, height, width), PAD_LABEL, device=self.device)
+            for i, index in enumerate(group):
+                image[i, : len(index)] = self.images[index]
+                label[i, : len(index)] = self.labels[index]
             yield {
-                "image": image.contiguous(memory_format=self.memory_format),
-                "label": self.labels[index].unsqueeze(1).float(),
+                "image": image.reshape(-1, 1, height, width).contiguous(memory_format=self.memory_format),
+                "label": label.unsqueeze(1),
             }
 
 
+def _padded_depth(depth: int, multiple: int) -> int:
+    return depth + -depth % multiple
+
+
+def _group_volumes(volumes: list[np.ndarray], max_slices: int, slice_multiple: int) -> list[list[np.ndarray]]:
+    """Volumes, shallowest first, in consecutive groups whose padded batch stays within ``max_slices``;
+    one per group, in their own order, when ``max_slices`` is 0."""
+    if max_slices <= 0:
+        return [[index] for index in volumes]
+    groups: list[list[np.ndarray]] = []
+    for index in sorted(volumes, key=len):
+        depth = _padded_depth(len(index), slice_multiple)  # the deepest so far, as they come sorted
+        if groups and (len(groups[-1]) + 1) * depth <= max_slices:
+            groups[-1].append(index)
+        else:
+            groups.append([index])
+    return groups
+
+
 def slices_to_volume(output: dict) -> dict:
-    """Postprocessing for a volume batch: logits ``(S, C, H, W)`` to one-hot ``(1, C, S, H, W)``, and the
-    label alike, so MONAI's Dice handlers score the 3D volume rather than each slice. Logits of padding
-    slices beyond the label's (``VolumeLoader``'s ``slice_multiple``) are dropped."""
-    label = output["label"]
-    logits = output["pred"][: label.shape[0]]
+    """Postprocessing for a batch of ``VolumeLoader``: logits ``(volumes * depth, C, H, W)`` to one-hot
+    ``(volumes, C, depth, H, W)``, and the label alike, so MONAI's Dice handlers score each 3D volume rather
+    than each slice. Padding slices (``PAD_LABEL``) are background in both, which changes no foreground
+    class's Dice."""
+    label = output["label"][:, 0]
+    logits = output["pred"]
     classes = logits.shape[1]
-    pred = torch.nn.functional.one_hot(logits.argmax(1), classes).permute(3, 0, 1, 2).unsqueeze(0)
-    truth = torch.nn.functional.one_hot(label[:, 0].long(), classes).permute(3, 0, 1, 2).unsqueeze(0)
-    return {**output, "pred": pred.float(), "label": truth.float()}
+    padding = label == PAD_LABEL
+    pred = logits.argmax(1).reshape(label.shape).masked_fill(padding, 0)
+    truth = label.masked_fill(padding, 0).long()
+
+    def one_hot(classes_map: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.one_hot(classes_map, classes).permute(0, 4, 1, 2, 3).float()
+
+    return {**output, "pred": one_hot(pred), "label": one_hot(truth)}
