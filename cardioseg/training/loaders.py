@@ -108,7 +108,7 @@ class VolumeLoader:
     pays the evaluator's fixed costs (eval mode set on every module, metric updates with their device
     syncs), which on an H200 outweigh a ResNet-50 U-Net's forward pass over one volume. Volumes are
     grouped in order of depth, and each is padded with empty slices to its batch's depth, rounded up to a
-    multiple of ``slice_multiple``: ACDC's volumes have 6 to 21 slices, and cuDNN's autotuner
+    multiple of ``slice_multiple``: ACDC's volumes have 6 to 18 slices, and cuDNN's autotuner
     (``cudnn.benchmark``) tunes every convolution again for each new batch shape, so the batches come in a
     few shapes, the same every epoch. Labels of padding slices are ``PAD_LABEL``; the label comes as
     ``(volumes, 1, depth, H, W)`` and the image as ``(volumes * depth, 1, H, W)``.
