@@ -42,7 +42,11 @@ WORK=${WORK:-/tmp/gpu_session}
 DEADLINE=${DEADLINE:-570}
 # a machine can keep /tmp from an earlier session: start from nothing, so no old result is packed again and
 # no run folder of an earlier run is refused as someone else's
-rm -rf "$WORK" /tmp/tta_runs /tmp/accuracy_runs /tmp/ssl_runs
+if [ "$WORK" != /tmp/gpu_session ] && [ -n "$(ls -A "$WORK" 2>/dev/null)" ]; then
+  echo "WORK=$WORK is not empty: give an empty or new folder (only the default /tmp/gpu_session is cleared)" >&2
+  exit 2
+fi
+rm -rf /tmp/gpu_session /tmp/tta_runs /tmp/accuracy_runs /tmp/ssl_runs
 mkdir -p "$OUT" "$WORK"
 CACHE=${CACHE:-.device/acdc256.xz}
 ENCODER=${ENCODER:-resnet50}

@@ -65,7 +65,8 @@ def convergence_plot(
 ) -> Path:
     """Validation mean Dice against seconds (the lines' ``seconds`` field) and against images seen, one
     line per run (epochs without validation skipped); the legend below both, where long run names fit."""
-    fig, (by_time, by_images) = plt.subplots(1, 2, figsize=(11, 4 + 0.25 * len(runs)), sharey=True)
+    legend_inches = 0.25 * len(runs)
+    fig, (by_time, by_images) = plt.subplots(1, 2, figsize=(11, 4 + legend_inches), sharey=True)
     for label, metrics in runs.items():
         validated = [m for m in metrics if m["val_dice_mean"] is not None]
         dice = [m["val_dice_mean"] for m in validated]
@@ -78,7 +79,7 @@ def convergence_plot(
     fig.legend(loc="lower center", frameon=False)
     if title:
         fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.25 * len(runs) / (4 + 0.25 * len(runs)) + 0.02, 1, 1))
+    fig.tight_layout(rect=(0, legend_inches / fig.get_figheight() + 0.02, 1, 1))
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)

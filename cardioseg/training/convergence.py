@@ -45,7 +45,7 @@ class ConvergenceLog(EpochLog):
             "val_dice_mean": _round(metrics.get("val_mean_dice")),
             "val_dice": {name: _round(v) for name, v in zip(self.class_names, per_class)},
             # ignite's own timing of the evaluator's run (its metrics read the result back: no sync needed)
-            "val_seconds": round(self.evaluator.state.times.get("COMPLETED") or 0.0, 3),
+            "val_seconds": _round(self.evaluator.state.times.get("COMPLETED"), 3),
         }
 
     def describe(self, line: dict[str, Any]) -> str:
@@ -55,5 +55,5 @@ class ConvergenceLog(EpochLog):
         return f"epoch {line['epoch']}: loss {line['train_loss']:.4f}, {validation}, {seconds:.1f} s training"
 
 
-def _round(value) -> float | None:
-    return None if value is None else round(float(value), 5)
+def _round(value, digits: int = 5) -> float | None:
+    return None if value is None else round(float(value), digits)
