@@ -12,12 +12,15 @@
 # after it compare like with like (about 50 s with the cache's rewrite; STARTUP=0 skips the timing).
 # Steps (estimates on an H200, from earlier runs):
 #   throughput  fine-tuning train step: the fast path and its levers, VARIANTS, with the torch.profiler
-#               table of PROFILE, then PROFILE at batch 128 (about 150 s with two compiled variants; the
-#               JSON is rewritten after each; issue 10, target 1)
+#               table of PROFILE, then PROFILE at batch 128 (two compiled variants took about 150 s; the
+#               default six, three of them compiled, may take 250 s; the JSON is rewritten after each;
+#               issue 10, target 1)
 #   tta         time to 0.90 val Dice from the command's start, one process per TTA_VARIANTS entry
 #               (levers and bundle overrides joined by +, batch 32 unless one says otherwise; about 17 s
-#               before the first step, then about 2.3 s an epoch with ds; the default pair measures CUDA
-#               graphs, compile included, against the plain step: about 200 s; issue 10, target 2)
+#               before the first step, then about 2.3 s an epoch with ds; the default three measure
+#               training on windows of half the side (crop), then that with CUDA graphs without Inductor
+#               (cudagraphs, compile included), against the whole-slice step: about 250 s, the crop
+#               runs' epochs not yet timed on a GPU; issue 10, target 2)
 #   accuracy    one long run, ACC_VARIANTS (weight average and deep supervision) of ACC_EPOCHS (110: about
 #               275 s), then benchmarks.eval_options on its model (about 40 s; issue 10, target 3)
 #   pretrain    BYOL ResNet-50 224 px pretraining images/s, view loader vs lightly's pipeline (issue 8)
@@ -82,12 +85,12 @@ for step in ${STEPS:-throughput tta}; do
     profile=${PROFILE:-fast-fused}
     timeout "$(limit "${THROUGHPUT_TIMEOUT:-300}")" $PY -m benchmarks.train_throughput --dataset-dir "$CACHE" \
       --dataset-format cache --encoder "$ENCODER" "${size[@]}" --profile "$profile" \
-      --variants "${VARIANTS:-fast,fast-fused,fast-fused-graphs,fast-fused-narrow-graphs}" \
+      --variants "${VARIANTS:-fast-fused,fast-fused-graphs,fast-fused-cudagraphs,fast-fused-narrow-graphs,fast-fused-crop,fast-fused-cudagraphs-crop}" \
       --name train_throughput_levers --out-dir "$WORK" 2>&1 | log throughput
     timeout "$(limit 60)" $PY -m benchmarks.train_throughput --dataset-dir "$CACHE" --dataset-format cache \
       --encoder "$ENCODER" "${size[@]}" --batch-size $((SMALL == 1 ? 8 : 128)) --variants "$profile" \
       --name train_throughput_batch128 --out-dir "$WORK" 2>&1 | log throughput_batch128 ;;
-  tta) time_to_accuracy tta "${TTA_TIMEOUT:-360}" "${EPOCHS:-40}" "${TTA_VARIANTS:-ema+ds+no-autotune,ema+ds+graphs+no-autotune}" time_to_accuracy ;;
+  tta) time_to_accuracy tta "${TTA_TIMEOUT:-360}" "${EPOCHS:-40}" "${TTA_VARIANTS:-ema+ds+no-autotune,ema+ds+no-autotune+crop,ema+ds+no-autotune+crop+cudagraphs}" time_to_accuracy ;;
   accuracy)
     time_to_accuracy accuracy "${ACC_TIMEOUT:-400}" "${ACC_EPOCHS:-110}" "${ACC_VARIANTS:-ema+ds}" accuracy
     for run in /tmp/accuracy_runs/*/; do

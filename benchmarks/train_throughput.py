@@ -7,8 +7,10 @@ Both run MONAI's SupervisedTrainer with the same U-Net, loss, optimiser and batc
   ``-fused`` fused AdamW (CUDA only), ``-ema`` the weight average's update after every step
   (``ema_decay``), ``-ds`` deep supervision of 3 coarser decoder outputs (``deep_supervision``),
   ``-narrow`` the decoder at half its channels (``NARROW_DECODER``), ``-compile`` torch.compile of the
-  network, ``-graphs`` the same in mode ``reduce-overhead`` (CUDA graphs), ``-deterministic`` cuDNN's
-  deterministic kernels only (what ``set_determinism`` leaves on; the bundle's ``deterministic``).
+  network, ``-graphs`` the same in mode ``reduce-overhead`` (CUDA graphs), ``-cudagraphs`` CUDA graphs without
+  Inductor (the bundle's ``compile_mode`` "cudagraphs"), ``-deterministic`` cuDNN's deterministic kernels
+  only (what ``set_determinism`` leaves on; the bundle's ``deterministic``), ``-crop`` training on random
+  windows of half the side (the bundle's ``crop_size``: images/s then counts windows, not whole slices).
 Reports images per second of steady-state training steps and the ratio to ``monai``. ``--profile VARIANT``
 records ``--profile-steps`` more steps of that variant with torch.profiler after its timed ones: the
 per-kernel table goes to ``<name>_profile_<device>.txt`` and a summary by kind of work into the
@@ -49,6 +51,7 @@ from cardioseg.training.averaging import WeightAverage
 from cardioseg.training.data import prepare_finetune_data
 from cardioseg.training.deep_supervision import DeepSupervision
 from cardioseg.training.loaders import TrainSliceLoader
+from cardioseg.training.settings import compile_kwargs
 from cardioseg.training.workflow import without_loss_scaling
 
 KEYS = ("image", "label")
@@ -90,7 +93,8 @@ def monai_loader(data, batch_size: int, workers: int, pin: bool) -> DataLoader:
     )
 
 
-LEVERS = ("fused", "ema", "ds", "narrow", "compile", "graphs", "deterministic")
+LEVERS = ("fused", "ema", "ds", "narrow", "compile", "graphs", "cudagraphs", "deterministic", "crop")
+COMPILE_MODES = {"compile": "default", "graphs": "reduce-overhead", "cudagraphs": "cudagraphs"}  # lever -> mode
 
 
 def parse_variant(variant: str) -> tuple[bool, list[str]]:
@@ -107,6 +111,7 @@ def measure(variant: str, data, args, device: torch.device) -> dict:
     cuda = device.type == "cuda"
     profiled = variant == args.profile
     fast, levers = parse_variant(variant)
+    compile_mode = next((COMPILE_MODES[lever] for lever in levers if lever in COMPILE_MODES), None)
     channels_last = fast and cuda
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     net = build_unet(args.encoder, decoder_channels=NARROW_DECODER if "narrow" in levers else None)
@@ -122,7 +127,7 @@ def measure(variant: str, data, args, device: torch.device) -> dict:
             device,
             seed=0,
             epoch_length=steps * args.batch_size,
-            augment=AugmentConfig(),
+            augment=AugmentConfig(crop_size=data.train.images.shape[-1] // 2 if "crop" in levers else None),
             channels_last=channels_last,
         )
     else:
@@ -137,8 +142,8 @@ def measure(variant: str, data, args, device: torch.device) -> dict:
         loss_function=DeepSupervisionLoss(DiceCELoss(to_onehot_y=True, softmax=True, batch=True)),
         amp=fast and cuda,
         amp_kwargs={"dtype": torch.bfloat16},
-        compile="compile" in levers or "graphs" in levers,
-        compile_kwargs={"mode": "reduce-overhead"} if "graphs" in levers else None,  # CUDA graphs
+        compile=compile_mode is not None,
+        compile_kwargs=None if compile_mode is None else compile_kwargs(compile_mode),
         decollate=False,
         optim_set_to_none=True,
     )

@@ -59,10 +59,13 @@ def affine_theta(
     return theta
 
 
-def warp(images: torch.Tensor, theta: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
-    """Resample a batch ``(B, C, H, W)`` through per-sample affine matrices; outside the image is 0."""
+def warp(
+    images: torch.Tensor, theta: torch.Tensor, mode: str = "bilinear", size: tuple[int, int] | None = None
+) -> torch.Tensor:
+    """Resample a batch ``(B, C, H, W)`` through per-sample affine matrices into ``size`` (default
+    ``(H, W)``) pixels; outside the image is 0."""
     theta = to_device(theta, images.device, images.dtype)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    grid = F.affine_grid(theta, [*images.shape[:2], *(size or images.shape[2:])], align_corners=False)
     return F.grid_sample(images, grid, mode=mode, padding_mode="zeros", align_corners=False)
 
 

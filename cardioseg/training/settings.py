@@ -27,7 +27,7 @@ def check_finetune_settings(settings: dict[str, Any]) -> dict[str, Any]:
     existing_path("dataset_dir", s["dataset_dir"])
     choice("dataset_format", s["dataset_format"], DATASET_FORMATS)
     choice("slice_mode", s["slice_mode"], MODES)
-    multiple_of("image_size", s["image_size"], SIZE_DIVISOR)
+    image_size = multiple_of("image_size", s["image_size"], SIZE_DIVISOR)
     real_number("val_fraction", s["val_fraction"], 0.0, 1.0, open_low=True, open_high=True)
     choice("encoder", s["encoder"], ENCODERS)
     patients = whole_number("num_labelled_patients", s["num_labelled_patients"], minimum=1, optional=True)
@@ -56,7 +56,13 @@ def check_finetune_settings(settings: dict[str, Any]) -> dict[str, Any]:
             raise SettingError("decoder_channels", channels, wanted)
         for value in channels:
             whole_number("decoder_channels", value, minimum=1)
-    as_flag(s["augment"], "augment")
+    augment = as_flag(s["augment"], "augment")
+    if not is_none(s["crop_size"]):
+        crop_size = multiple_of("crop_size", s["crop_size"], SIZE_DIVISOR)
+        if crop_size > image_size:
+            raise SettingError("crop_size", crop_size, f"must not exceed image_size ({image_size})")
+        if not augment:
+            raise SettingError("crop_size", crop_size, "random windows are part of augmentation: set augment true")
     real_number("checkpoint_seconds", s["checkpoint_seconds"], 0.0)
     pretrained = s["pretrained"]
     if not is_none(pretrained) and not is_weights_name(pretrained):
@@ -73,7 +79,15 @@ def inspect_pretrained(encoder: str, pretrained: Any, decoder_channels: Any = No
     return load_pretrained(build_unet(encoder, decoder_channels=decoder_channels), str(pretrained)).describe()
 
 
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
+INDUCTOR_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
+COMPILE_MODES = (*INDUCTOR_MODES, "cudagraphs")
+
+
+def compile_kwargs(compile_mode: str) -> dict[str, str]:
+    """``torch.compile``'s arguments for a ``compile_mode``: Inductor's modes, or "cudagraphs", CUDA graphs
+    of the traced step without Inductor's code generation (no fused kernels, but seconds to compile rather
+    than Inductor's tens, for short runs whose steps are bound by kernel launches)."""
+    return {"backend": "cudagraphs"} if compile_mode == "cudagraphs" else {"mode": compile_mode}
 
 
 def check_run_options(output_dir: Any, options: dict[str, Any]) -> dict[str, Any]:
