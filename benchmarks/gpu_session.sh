@@ -18,9 +18,10 @@
 #   tta         time to 0.90 val Dice from the command's start, one process per TTA_VARIANTS entry
 #               (levers and bundle overrides joined by +, batch 32 unless one says otherwise; about 17 s
 #               before the first step, then about 2.3 s an epoch with ds; the default three measure
-#               training on windows of half the side (crop), then that with CUDA graphs without Inductor
-#               (cudagraphs, compile included), against the whole-slice step: about 250 s, the crop
-#               runs' epochs not yet timed on a GPU; issue 10, target 2)
+#               training on windows of half the side (crop) for twice the epochs (on the CPU a window
+#               epoch gained about half a whole one's accuracy), then that with CUDA graphs without
+#               Inductor (cudagraphs, compile included), against 40 whole-slice epochs: about 320 s if
+#               a window epoch with its validation takes 1 s, which is not yet measured; issue 10, target 2)
 #   accuracy    one long run, ACC_VARIANTS (weight average and deep supervision) of ACC_EPOCHS (110: about
 #               275 s), then benchmarks.eval_options on its model (about 40 s; issue 10, target 3)
 #   pretrain    BYOL ResNet-50 224 px pretraining images/s, view loader vs lightly's pipeline (issue 8)
@@ -90,7 +91,7 @@ for step in ${STEPS:-throughput tta}; do
     timeout "$(limit 60)" $PY -m benchmarks.train_throughput --dataset-dir "$CACHE" --dataset-format cache \
       --encoder "$ENCODER" "${size[@]}" --batch-size $((SMALL == 1 ? 8 : 128)) --variants "$profile" \
       --name train_throughput_batch128 --out-dir "$WORK" 2>&1 | log throughput_batch128 ;;
-  tta) time_to_accuracy tta "${TTA_TIMEOUT:-360}" "${EPOCHS:-40}" "${TTA_VARIANTS:-ema+ds+no-autotune,ema+ds+no-autotune+crop,ema+ds+no-autotune+crop+cudagraphs}" time_to_accuracy ;;
+  tta) time_to_accuracy tta "${TTA_TIMEOUT:-420}" "${EPOCHS:-40}" "${TTA_VARIANTS:-ema+ds+no-autotune,ema+ds+no-autotune+crop+epochs=80,ema+ds+no-autotune+crop+cudagraphs+epochs=80}" time_to_accuracy ;;
   accuracy)
     time_to_accuracy accuracy "${ACC_TIMEOUT:-400}" "${ACC_EPOCHS:-110}" "${ACC_VARIANTS:-ema+ds}" accuracy
     for run in /tmp/accuracy_runs/*/; do
