@@ -113,6 +113,16 @@ def test_bad_setting_is_one_line_and_writes_nothing(phantom_dir, tmp_path, capsy
     assert not out.exists()
 
 
+def test_a_window_larger_than_the_cached_slices_is_refused(phantom_dir, tmp_path, capsys):
+    """A slice cache keeps its own size: ``image_size`` 64 passes the settings, 32 px slices do not."""
+    cache = tmp_path / "small.npz"
+    assert main(["--quiet", "data", "cache", str(phantom_dir), "--out", str(cache), "--size", "32"]) == 0
+    out = tmp_path / "run"
+    assert finetune(cache, out, "--dataset_format", "cache", "--crop_size", "64") == 2
+    assert "'crop_size' is 64: must not exceed the data's 32x32 slices" in one_line_error(capsys)
+    assert not out.exists()
+
+
 def test_out_naming_a_file_is_refused(phantom_dir, tmp_path, capsys):
     out = tmp_path / "notes.txt"
     out.write_text("mine")

@@ -70,6 +70,15 @@ def check_finetune_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
+def check_crop_fits(crop_size: Any, slice_shape: tuple[int, ...]) -> None:
+    """``crop_size`` against the data's slices, once read: a slice cache keeps the size it was made at,
+    whatever ``image_size`` says, so the settings' check alone would let a too-large window fail at the
+    first step, after the run folder was made."""
+    if not is_none(crop_size) and int(crop_size) > min(slice_shape):
+        size = "x".join(str(side) for side in slice_shape)
+        raise SettingError("crop_size", crop_size, f"must not exceed the data's {size} slices")
+
+
 def inspect_pretrained(encoder: str, pretrained: Any, decoder_channels: Any = None) -> dict[str, Any] | None:
     """Load ``pretrained`` into a bare U-Net as ``build_unet`` will (the encoder, and the decoder of a
     whole-U-Net checkpoint), so weights that do not fit fail before the run folder is made, and describe

@@ -16,7 +16,7 @@ from ..engine.seeding import seed_run
 from ..errors import show_cause_last
 from ..run_folder import RunFolder
 from .data import FinetuneData
-from .settings import check_finetune_settings, check_run_options
+from .settings import check_crop_fits, check_finetune_settings, check_run_options
 
 logger = logging.getLogger("cardioseg.training")
 
@@ -50,6 +50,7 @@ def start_run(
     ``data.json``. Runs after the data and the pretrained weights have loaded, so a failure there leaves
     no folder behind."""
     flags = check_run_options(output_dir, options)
+    check_crop_fits(settings["crop_size"], run_data.train.images.shape[1:])
     folder = RunFolder(output_dir)
     folder.claim(flags["resume"], flags["overwrite"], settings)
     description = {"settings": settings, "pretrained": pretrained, **run_data.describe()}
