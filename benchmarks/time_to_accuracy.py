@@ -41,7 +41,7 @@ LEVERS = {  # name -> what it changes over the bundle's defaults
     "deterministic": lambda args: {"deterministic": True},
     "no-autotune": lambda args: {"cudnn_benchmark": False},  # cuDNN's heuristic kernels, no first-epoch tuning
     "narrow-decoder": lambda args: {"decoder_channels": list(NARROW_DECODER)},
-    "crop": lambda args: {"crop_size": args.image_size // 2},  # train on windows of half the side
+    "crop": lambda args: {"crop_size": args.image_size // 2},  # windows of half the side: give a cache its --image-size
     "unpadded-validation": lambda args: {"validate#loader#slice_multiple": 1},  # one cuDNN autotune per slice count
     "per-volume-validation": lambda args: {"validate#loader#max_slices": 0},  # one batch per volume, as until 0.6.0
 }
