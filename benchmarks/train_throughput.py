@@ -94,7 +94,7 @@ def monai_loader(data, batch_size: int, workers: int, pin: bool) -> DataLoader:
 
 
 LEVERS = ("fused", "ema", "ds", "narrow", "compile", "graphs", "cudagraphs", "deterministic", "crop")
-COMPILE_MODES = {"compile": "default", "graphs": "reduce-overhead", "cudagraphs": "cudagraphs"}  # lever -> mode
+COMPILE_LEVERS = {"compile": "default", "graphs": "reduce-overhead", "cudagraphs": "cudagraphs"}  # lever -> mode
 
 
 def parse_variant(variant: str) -> tuple[bool, list[str]]:
@@ -111,7 +111,7 @@ def measure(variant: str, data, args, device: torch.device) -> dict:
     cuda = device.type == "cuda"
     profiled = variant == args.profile
     fast, levers = parse_variant(variant)
-    compile_mode = next((COMPILE_MODES[lever] for lever in levers if lever in COMPILE_MODES), None)
+    compile_mode = next((COMPILE_LEVERS[lever] for lever in levers if lever in COMPILE_LEVERS), None)
     channels_last = fast and cuda
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     net = build_unet(args.encoder, decoder_channels=NARROW_DECODER if "narrow" in levers else None)

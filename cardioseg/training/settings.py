@@ -88,8 +88,8 @@ def inspect_pretrained(encoder: str, pretrained: Any, decoder_channels: Any = No
     return load_pretrained(build_unet(encoder, decoder_channels=decoder_channels), str(pretrained)).describe()
 
 
-INDUCTOR_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
-COMPILE_MODES = (*INDUCTOR_MODES, "cudagraphs")
+# torch.compile's (Inductor's) modes, and "cudagraphs" for its cudagraphs backend (``compile_kwargs``)
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs", "cudagraphs")
 
 
 def compile_kwargs(compile_mode: str) -> dict[str, str]:
