@@ -13,8 +13,9 @@
 # Steps (estimates on an H200, from earlier runs):
 #   throughput  fine-tuning train step: the fast path and its levers, VARIANTS, with the torch.profiler
 #               table of PROFILE, then PROFILE at batch 128 (two compiled variants took about 150 s; the
-#               default six, three of them compiled, may take 250 s; the JSON is rewritten after each;
-#               issue 10, target 1)
+#               default nine, three of them compiled, may take 260 s; they begin with the decoder's
+#               upsampling in float32 (fp32up) and in bfloat16 alternating twice, since order effects
+#               showed before; the JSON is rewritten after each; issue 10, target 1)
 #   tta         time to 0.90 val Dice from the command's start, one process per TTA_VARIANTS entry
 #               (levers and bundle overrides joined by +, batch 32 unless one says otherwise; about 17 s
 #               before the first step, then about 2.3 s an epoch with ds; the default three measure
@@ -86,7 +87,7 @@ for step in ${STEPS:-throughput tta}; do
     profile=${PROFILE:-fast-fused}
     timeout "$(limit "${THROUGHPUT_TIMEOUT:-300}")" $PY -m benchmarks.train_throughput --dataset-dir "$CACHE" \
       --dataset-format cache --encoder "$ENCODER" "${size[@]}" --profile "$profile" \
-      --variants "${VARIANTS:-fast-fused,fast-fused-graphs,fast-fused-cudagraphs,fast-fused-narrow-graphs,fast-fused-crop,fast-fused-cudagraphs-crop}" \
+      --variants "${VARIANTS:-fast-fused-fp32up,fast-fused,fast-fused-fp32up,fast-fused,fast-fused-graphs,fast-fused-cudagraphs,fast-fused-narrow-graphs,fast-fused-crop,fast-fused-cudagraphs-crop}" \
       --name train_throughput_levers --out-dir "$WORK" 2>&1 | log throughput
     timeout "$(limit 60)" $PY -m benchmarks.train_throughput --dataset-dir "$CACHE" --dataset-format cache \
       --encoder "$ENCODER" "${size[@]}" --batch-size $((SMALL == 1 ? 8 : 128)) --variants "$profile" \

@@ -10,7 +10,9 @@ Both run MONAI's SupervisedTrainer with the same U-Net, loss, optimiser and batc
   network, ``-graphs`` the same in mode ``reduce-overhead`` (CUDA graphs), ``-cudagraphs`` CUDA graphs without
   Inductor (the bundle's ``compile_mode`` "cudagraphs"), ``-deterministic`` cuDNN's deterministic kernels
   only (what ``set_determinism`` leaves on; the bundle's ``deterministic``), ``-crop`` training on random
-  windows of half the side (the bundle's ``crop_size``: images/s then counts windows, not whole slices).
+  windows of half the side (the bundle's ``crop_size``: images/s then counts windows, not whole slices),
+  ``-fp32up`` the decoder's nearest upsampling as MONAI runs it, in float32 under CUDA autocast (every
+  variant before bundle 0.8.0; ``build_unet``'s ``upsample_in_input_dtype``).
 Reports images per second of steady-state training steps and the ratio to ``monai``. ``--profile VARIANT``
 records ``--profile-steps`` more steps of that variant with torch.profiler after its timed ones: the
 per-kernel table goes to ``<name>_profile_<device>.txt`` and a summary by kind of work into the
@@ -93,7 +95,7 @@ def monai_loader(data, batch_size: int, workers: int, pin: bool) -> DataLoader:
     )
 
 
-LEVERS = ("fused", "ema", "ds", "narrow", "compile", "graphs", "cudagraphs", "deterministic", "crop")
+LEVERS = ("fused", "ema", "ds", "narrow", "compile", "graphs", "cudagraphs", "deterministic", "crop", "fp32up")
 COMPILE_LEVERS = {"compile": "default", "graphs": "reduce-overhead", "cudagraphs": "cudagraphs"}  # lever -> mode
 
 
@@ -114,7 +116,11 @@ def measure(variant: str, data, args, device: torch.device) -> dict:
     compile_mode = next((COMPILE_LEVERS[lever] for lever in levers if lever in COMPILE_LEVERS), None)
     channels_last = fast and cuda
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    net = build_unet(args.encoder, decoder_channels=NARROW_DECODER if "narrow" in levers else None)
+    net = build_unet(
+        args.encoder,
+        decoder_channels=NARROW_DECODER if "narrow" in levers else None,
+        upsample_in_input_dtype="fp32up" not in levers,
+    )
     net = net.to(device, memory_format=memory_format)
     stepped = DeepSupervision(net, 3 if "ds" in levers else 0)
     timed_end = args.warmup + args.steps

@@ -56,3 +56,29 @@ def test_bundle_config_can_build_it():
     )
     net = parser.get_parsed_content("network_def")
     assert isinstance(net.encoder, ResNetEncoder) and net.encoder.name == "resnet18"
+
+
+def test_decoder_upsamples_in_the_autocast_dtype_with_unchanged_values(monkeypatch):
+    """CUDA autocast would run the decoder's nearest upsampling in float32; ours turns autocast off around
+    it (the CPU's autocast keeps bfloat16 anyway, so the test watches autocast's state at the call)."""
+    torch.manual_seed(0)
+    net = build_unet("resnet18").eval()
+    torch.manual_seed(0)
+    monais = build_unet("resnet18", upsample_in_input_dtype=False).eval()
+    states = []
+    interpolate = torch.nn.functional.interpolate
+
+    def watched(x, *args, **kwargs):
+        states.append((torch.is_autocast_enabled("cpu"), x.dtype))
+        return interpolate(x, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "interpolate", watched)
+    x = torch.randn(2, 1, 64, 64)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        net(x)
+        assert states == [(False, torch.bfloat16)] * 5
+        states.clear()
+        monais(x)
+        assert states == [(True, torch.bfloat16)] * 5
+    with torch.no_grad():
+        assert torch.equal(net(x), monais(x))

@@ -28,20 +28,58 @@ __all__ = [  # inference and export import them here
 DECODER_CHANNELS = (256, 128, 64, 32, 16)  # FlexibleUNet's default, coarsest block first
 
 
+class NearestUpsampleInInputDtype(torch.nn.Module):
+    """MONAI's nearest ``nn.Upsample``, run in its input's precision also under CUDA autocast.
+
+    CUDA autocast runs every upsampling in float32. For nearest neighbours, a copy, that changes no value and
+    costs a cast before, four times the input's bytes in float32, and a float32 concatenation with the skip
+    after: 3.8 ms of a 41.6 ms ResNet-50 training step on an H200 (the committed step profile). Gradients are
+    equal too: both ways sum the same bfloat16 values and round once. MONAI's ``UpSample`` offers no dtype
+    choice, hence this wrapper. TorchScript cannot enter autocast contexts: a scripted model upsamples as
+    MONAI does.
+    """
+
+    def __init__(self, upsample: torch.nn.Upsample):
+        super().__init__()
+        self.upsample = upsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            return self.upsample(x)
+        return self._outside_autocast(x)
+
+    @torch.jit.unused
+    def _outside_autocast(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.is_autocast_enabled(x.device.type):
+            return self.upsample(x)
+        with torch.autocast(x.device.type, enabled=False):
+            return self.upsample(x)
+
+
+def _nearest_upsampling_in_input_dtype(net: torch.nn.Module) -> None:
+    for block in list(net.modules()):
+        up = getattr(block, "upsample_non_trainable", None)  # MONAI UpSample's child in "nontrainable" mode
+        if type(up) is torch.nn.Upsample and up.mode == "nearest":
+            block.upsample_non_trainable = NearestUpsampleInInputDtype(up)
+
+
 def build_unet(
     encoder: str = "resnet50",
     in_channels: int = 1,
     out_channels: int = 4,
     pretrained: Any = None,
     decoder_channels: Sequence[int] | None = None,
+    upsample_in_input_dtype: bool = True,
     **unet_kwargs: Any,
 ) -> FlexibleUNet:
     """A 2D U-Net, logits ``(B, out_channels, H, W)``; usable as a bundle ``_target_``.
 
     ``pretrained`` is any source ``load_pretrained`` accepts (None: random): encoder weights, or a
     whole-U-Net pretraining checkpoint (encoder and decoder). ``decoder_channels`` (None:
-    ``DECODER_CHANNELS``) are the output channels of the 5 decoder blocks, coarsest first; ``unet_kwargs``
-    go to ``FlexibleUNet`` (``dropout``, ``upsample``, ...).
+    ``DECODER_CHANNELS``) are the output channels of the 5 decoder blocks, coarsest first;
+    ``upsample_in_input_dtype`` keeps the decoder's nearest upsampling in bfloat16 under autocast
+    (``NearestUpsampleInInputDtype``; False: MONAI's, kept to measure against). ``unet_kwargs`` go to
+    ``FlexibleUNet`` (``dropout``, ``upsample``, ...).
     """
     channels = DECODER_CHANNELS if decoder_channels is None else tuple(int(c) for c in decoder_channels)
     if len(channels) != len(DECODER_CHANNELS) or min(channels) < 1:
@@ -53,6 +91,8 @@ def build_unet(
     unet_kwargs.setdefault("is_pad", False)
     backbone = BACKBONE_PREFIX + encoder
     net = FlexibleUNet(in_channels, out_channels, backbone=backbone, decoder_channels=channels, **unet_kwargs)
+    if upsample_in_input_dtype:
+        _nearest_upsampling_in_input_dtype(net)
     load_pretrained(net, pretrained)
     return net
 
