@@ -9,7 +9,9 @@ for a convolution whichever way it was chosen, so a second setting in the same p
 first one's choices and autotune nothing. Each such process first runs one small step of another shape,
 which loads the CUDA libraries (timed apart). A step is timed to the device's synchronisation. Time to
 accuracy (``benchmarks.time_to_accuracy``) reports the total of these as "before the first step" and "the
-first epoch's training"; this says which part is which.
+first epoch's training"; this says which part is which. Last, ``import monai`` again in a fresh process under
+``python -X importtime``, summed by top-level package: MONAI imports every optional package it finds installed,
+so the machine's environment, not MONAI alone, decides that part.
 
     python -m benchmarks.startup --cache acdc256.xz --plain acdc256.npz --encoder resnet50 --batch-size 64
 """
@@ -76,6 +78,24 @@ def in_fresh_process(args: argparse.Namespace, mode: str) -> dict:
     return json.loads(done.stdout.splitlines()[-1])
 
 
+def import_breakdown(module: str = "monai", top: int = 12) -> dict:
+    """Seconds of ``import module`` in a fresh process, and the ``top`` packages by their own import time
+    (``-X importtime``'s self column, summed over each top-level package's modules)."""
+    start = time.perf_counter()
+    command = [sys.executable, "-X", "importtime", "-c", f"import {module}"]
+    done = subprocess.run(command, capture_output=True, text=True)
+    wall = round(time.perf_counter() - start, 3)
+    by_package: dict[str, int] = {}
+    for line in done.stderr.splitlines():  # "import time: <self us> | <cumulative us> | <indented name>"
+        fields = line.removeprefix("import time:").split("|")
+        if not line.startswith("import time:") or len(fields) != 3 or not fields[0].strip().isdigit():
+            continue
+        package = fields[2].strip().split(".")[0]
+        by_package[package] = by_package.get(package, 0) + int(fields[0])
+    ranked = sorted(by_package.items(), key=lambda item: -item[1])[:top]
+    return {"seconds": wall, "packages": len(by_package), "top_self_seconds": {k: round(v / 1e6, 3) for k, v in ranked}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, help="an xz slice cache")
@@ -104,6 +124,7 @@ def main() -> None:
         parts[f"load_cache ({compression}, {path.stat().st_size / 1e6:.0f} MB)"], _ = timed(load_cache, path)
     parts["build the network"], _ = timed(build_unet, args.encoder)
     steps = {mode: in_fresh_process(args, mode) for mode in ("heuristic", "benchmark")}
+    imports = import_breakdown()
     rows = [{"part": name, "seconds": value} for name, value in parts.items()]
     for mode, times in steps.items():
         rows += [
@@ -111,9 +132,12 @@ def main() -> None:
             {"part": f"{mode} process: first step", "seconds": times["first"]},
             {"part": f"{mode} process: later step", "seconds": times["later_median"]},
         ]
+    rows.append({"part": "import monai again, fresh process (-X importtime)", "seconds": imports["seconds"]})
+    rows += [{"part": f"  of which {name}", "seconds": sec} for name, sec in imports["top_self_seconds"].items()]
     print(table(rows, ["part", "seconds"]))
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    print("wrote", write_result("startup", {"settings": settings, "parts": parts, "steps": steps}, args.out_dir))
+    result = {"settings": settings, "parts": parts, "steps": steps, "import_monai": imports}
+    print("wrote", write_result("startup", result, args.out_dir))
 
 
 if __name__ == "__main__":
