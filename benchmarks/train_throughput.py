@@ -13,10 +13,11 @@ Both run MONAI's SupervisedTrainer with the same U-Net, loss, optimiser and batc
   windows of half the side (the bundle's ``crop_size``: images/s then counts windows, not whole slices),
   ``-fp32up`` the decoder's nearest upsampling as MONAI runs it, in float32 under CUDA autocast (every
   variant before bundle 0.8.0; ``build_unet``'s ``upsample_in_input_dtype``).
-Reports images per second of steady-state training steps and the ratio to ``monai``. ``--profile VARIANT``
-records ``--profile-steps`` more steps of that variant with torch.profiler after its timed ones: the
-per-kernel table goes to ``<name>_profile_<device>.txt`` and a summary by kind of work into the
-JSON (``benchmarks.step_profile``).
+Reports images per second of steady-state training steps and the ratio to ``monai``. ``--profile VARIANTS``
+(comma-separated) records ``--profile-steps`` more steps of each with torch.profiler after its timed ones: the
+per-kernel table goes to ``<name>_profile_<variant>_<device>.txt`` and a summary by kind of work into the
+JSON (``benchmarks.step_profile``). Profile the compiled variant too: its kernels are what stands between
+the step and the convolutions' own time.
 
     python -m benchmarks.train_throughput --dataset-dir ../shared/data/acdc_ssl4mis --encoder resnet50 \\
         --image-size 256 --batch-size 64
@@ -109,9 +110,9 @@ def parse_variant(variant: str) -> tuple[bool, list[str]]:
 
 def measure(variant: str, data, args, device: torch.device) -> dict:
     """Images per second of ``args.steps`` steps after ``args.warmup``; with the profile of
-    ``args.profile_steps`` more when ``variant`` is the one to profile."""
+    ``args.profile_steps`` more when ``variant`` is one to profile."""
     cuda = device.type == "cuda"
-    profiled = variant == args.profile
+    profiled = variant in args.profile
     fast, levers = parse_variant(variant)
     compile_mode = next((COMPILE_LEVERS[lever] for lever in levers if lever in COMPILE_LEVERS), None)
     channels_last = fast and cuda
@@ -179,7 +180,7 @@ def measure(variant: str, data, args, device: torch.device) -> dict:
     profile = {}
     if profiler is not None:
         profile = {"profile": summarise(profiler, args.profile_steps - 1, step_seconds)}
-        path = (args.out_dir or RESULTS) / f"{args.name}_profile_{device_tag()}.txt"
+        path = (args.out_dir or RESULTS) / f"{args.name}_profile_{variant}_{device_tag()}.txt"
         kernels = kernel_table(profiler, profile["profile"]["clock"])
         write_text_atomic(path, f"{variant}, batch {args.batch_size}\n{kernels}\n")
         print("wrote", path)
@@ -212,13 +213,14 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the monai variant")
     parser.add_argument("--variants", default="monai,fast", help="comma-separated, e.g. monai,fast,fast-fused")
-    parser.add_argument("--profile", help="profile this variant (one of --variants) after its timed steps")
+    parser.add_argument("--profile", default="", help="profile these variants (comma-separated, among --variants)")
     parser.add_argument("--profile-steps", type=int, default=6, help="steps recorded by --profile (one warms up)")
     parser.add_argument("--name", default="train_throughput", help="result files: NAME_<device>.json, NAME_profile_...")
     parser.add_argument("--out-dir", type=Path, help="write the result here (default: benchmarks/results)")
     args = parser.parse_args()
-    if args.profile and args.profile not in args.variants.split(","):
-        parser.error(f"--profile {args.profile}: not among --variants {args.variants}")
+    args.profile = [variant for variant in args.profile.split(",") if variant]
+    if not set(args.profile) <= set(args.variants.split(",")):
+        parser.error(f"--profile {','.join(args.profile)}: not all among --variants {args.variants}")
     if args.profile_steps < 2:
         parser.error("--profile-steps: at least 2 (one warms the profiler up)")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
