@@ -38,7 +38,7 @@ from .data.ssl4mis import list_volumes, read_split
 from .errors import CardiosegError, DataError
 from .inference import DEFAULT_PERCENTILES, OUTPUT_SUFFIX, Segmenter
 from .metrics import format_summary, summarize, volume_metrics
-from .settings import as_flag
+from .settings import as_flag, is_none
 from .training.data import DATASET_FORMATS
 
 logger = logging.getLogger("cardioseg.evaluation")
@@ -63,7 +63,7 @@ class RunInfo:
 
 def read_run_info(data_json: str | Path | None) -> RunInfo:
     """Read a run's ``data.json``; a missing file gives an empty RunInfo (and a warning)."""
-    if data_json is None or str(data_json).strip().lower() in ("", "none", "null"):
+    if is_none(data_json):
         return RunInfo()
     path = Path(data_json)
     if not path.is_file():
@@ -91,7 +91,7 @@ def read_run_info(data_json: str | Path | None) -> RunInfo:
 
 def choose_format(dataset_format: str | None, run: RunInfo, dataset_dir: str | Path | None = None) -> str:
     """The given format; else ``cache`` for a file (a slice cache); else the run's; else SSL4MIS."""
-    if dataset_format is None or str(dataset_format).lower() in ("", "none", "null"):
+    if is_none(dataset_format):
         if dataset_dir is not None and Path(dataset_dir).is_file():
             dataset_format = "cache"
         else:
@@ -105,7 +105,7 @@ def choose_format(dataset_format: str | None, run: RunInfo, dataset_dir: str | P
 
 def choose_image_size(image_size: int | None, run: RunInfo) -> int | None:
     """The given size, else the one the run trained at (None: the Segmenter's default)."""
-    if image_size is None or str(image_size).lower() in ("", "none", "null"):
+    if is_none(image_size):
         return run.image_size
     if run.image_size and int(image_size) != run.image_size:
         logger.warning("evaluating at image size %s; the run trained at %s", image_size, run.image_size)
@@ -131,7 +131,7 @@ def choose_patients(
     patients: Sequence[str] | None = None,
 ) -> list[str]:
     """The patients to evaluate (see the module docstring for the order of precedence)."""
-    if patients is not None and not (isinstance(patients, str) and patients.lower() in ("", "none", "null")):
+    if not is_none(patients):
         chosen = [patients] if isinstance(patients, str) else list(patients)
         if not chosen:
             raise CardiosegError("the patient list to evaluate is empty")
@@ -299,7 +299,7 @@ def run_evaluation(
 ) -> dict[str, Any]:
     """Choose the format, patients and normalisation as the run did, then :func:`evaluate`."""
     run = run or RunInfo()
-    if isinstance(patients, str) and patients.strip().lower() in ("", "none", "null"):
+    if is_none(patients):
         patients = None
     if run.mode not in (None, "ssl4mis"):
         raise CardiosegError(

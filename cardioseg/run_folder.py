@@ -20,6 +20,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from .errors import CardiosegError, DataError
+from .settings import is_none
 
 logger = logging.getLogger("cardioseg.runs")
 
@@ -144,7 +145,7 @@ def changed_settings(recorded: dict, settings: dict, may_change: tuple[str, ...]
 
 
 def _same_setting(old: Any, new: Any) -> bool:
-    if old == new:
+    if old == new or (is_none(old) and is_none(new)):  # a command line's "null" is None
         return True
     if isinstance(old, str) and isinstance(new, str) and (os.sep in old or os.sep in new):
         return Path(old).resolve() == Path(new).resolve()

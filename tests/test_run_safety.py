@@ -248,6 +248,17 @@ def test_resume_after_a_kill_mid_write(phantom_dir, run_copy):
     assert not list(run_copy.rglob("*.tmp"))
 
 
+def test_null_on_the_command_line_means_none_and_the_run_resumes_without_it(phantom_dir, tmp_path):
+    """``--epoch_length null`` arrives as the string "null". Four optional settings once failed deep in the
+    run with a traceback on it, and a resume that left them out was refused as changed settings."""
+    out = tmp_path / "run"
+    optional = ("epoch_length", "num_labelled_patients", "num_labelled_slices", "decoder_channels", "ema_decay")
+    nulls = [arg for name in (*optional, "crop_size", "pretrained") for arg in (f"--{name}", "null")]
+    assert finetune(phantom_dir, out, *nulls) == 0
+    assert finetune(phantom_dir, out, "--resume", "True", "--epochs", "2", "--epoch_length", "None") == 0
+    assert [m["epoch"] for m in read_metrics(out / "metrics.jsonl")] == [1, 2]
+
+
 def test_second_run_into_a_locked_folder_is_refused(phantom_dir, tmp_path, capsys):
     """Another process is writing the folder: refused at once, nothing written."""
     out = tmp_path / "run"

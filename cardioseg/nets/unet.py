@@ -13,6 +13,7 @@ import torch
 from monai.networks.nets import FlexibleUNet
 
 from ..errors import CardiosegError
+from ..settings import is_none
 from .encoder import BACKBONE_PREFIX, ENCODERS, SIZE_DIVISOR, build_encoder
 from .weights import load_pretrained
 
@@ -81,7 +82,7 @@ def build_unet(
     (``NearestUpsampleInInputDtype``; False: MONAI's, kept to measure against). ``unet_kwargs`` go to
     ``FlexibleUNet`` (``dropout``, ``upsample``, ...).
     """
-    channels = DECODER_CHANNELS if decoder_channels is None else tuple(int(c) for c in decoder_channels)
+    channels = DECODER_CHANNELS if is_none(decoder_channels) else tuple(int(c) for c in decoder_channels)
     if len(channels) != len(DECODER_CHANNELS) or min(channels) < 1:
         raise CardiosegError(f"decoder_channels must be {len(DECODER_CHANNELS)} positive whole numbers, got {channels}")
     if encoder not in ENCODERS:

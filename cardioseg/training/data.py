@@ -19,7 +19,7 @@ from ..data.splits import (
     split_patients,
 )
 from ..errors import CardiosegError, DataError
-from ..settings import SettingError
+from ..settings import SettingError, whole_number
 
 DATASET_FORMATS = ("ssl4mis", "acdc", "phantom", "cache")
 
@@ -84,7 +84,9 @@ def prepare_finetune_data(
     num_labelled_slices: int | None = None,
     slice_mode: str = "ssl4mis",
 ) -> FinetuneData:
-    """Slices, split and label budget; a budget of None labels every training slice."""
+    """Slices, split and label budget; a budget of None (or a command line's "null") labels every training slice."""
+    num_labelled_patients = whole_number("num_labelled_patients", num_labelled_patients, optional=True)
+    num_labelled_slices = whole_number("num_labelled_slices", num_labelled_slices, optional=True)
     if num_labelled_patients is not None and num_labelled_slices is not None:
         raise SettingError("num_labelled_slices", num_labelled_slices, "give it or num_labelled_patients, not both")
     slices = load_slices(dataset_dir, dataset_format, image_size, slice_mode)

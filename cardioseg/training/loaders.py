@@ -14,6 +14,7 @@ import torch
 
 from ..data.slicing import SliceSet
 from ..engine.batches import EpochLoader, epoch_generator, epoch_order, to_device
+from ..settings import whole_number
 from .augment import AugmentConfig, augment_batch
 
 logger = logging.getLogger("cardioseg.training")
@@ -72,6 +73,7 @@ class TrainSliceLoader(EpochLoader):
     ):
         if len(labelled) == 0:
             raise ValueError("no labelled slices to train on")
+        epoch_length = whole_number("epoch_length", epoch_length, optional=True)  # a command line's "null": None
         epoch_length = epoch_length or default_epoch_length(len(slices), batch_size, world_size)
         super().__init__(batch_size, epoch_length, seed, rank, world_size)
         self.device = torch.device(device)
