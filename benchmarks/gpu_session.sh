@@ -22,7 +22,9 @@
 #               training on windows of half the side (crop) for twice the epochs (on the CPU a window
 #               epoch gained about half a whole one's accuracy), then that with CUDA graphs without
 #               Inductor (cudagraphs, compile included), against 40 whole-slice epochs: about 320 s if
-#               a window epoch with its validation takes 1 s, which is not yet measured; issue 10, target 2)
+#               a window epoch with its validation takes 1 s, which is not yet measured; each run stops at
+#               the first epoch with mean val Dice TTA_STOP (0.9; empty: run the whole schedule); issue 10,
+#               target 2)
 #   accuracy    one long run, ACC_VARIANTS (weight average and deep supervision) of ACC_EPOCHS (110: about
 #               275 s), then benchmarks.eval_options on its model (about 40 s; issue 10, target 3)
 #   pretrain    BYOL ResNet-50 224 px pretraining images/s, view loader vs lightly's pipeline (issue 8)
@@ -62,11 +64,11 @@ limit() {  # SECONDS: that, or what is left before DEADLINE less 10 s for packin
   local left=$((DEADLINE - SECONDS - 10))
   echo $(($1 < left ? $1 : (left > 1 ? left : 1)))
 }
-time_to_accuracy() {  # STEP TIMEOUT EPOCHS VARIANTS RESULT_NAME: one benchmarks.time_to_accuracy run
+time_to_accuracy() {  # STEP TIMEOUT EPOCHS VARIANTS RESULT_NAME [STOP_AT]: one benchmarks.time_to_accuracy run
   if [ "$SMALL" = 1 ]; then size=(--image-size 64 --epochs 1 --batch-size 4)
   else size=(--epochs "$3" --batch-size 32); fi
   timeout "$(limit "$2")" $PY -m benchmarks.time_to_accuracy --dataset-dir "$CACHE" --dataset-format cache \
-    --encoder "$ENCODER" "${size[@]}" --learning-rate 0.002 --variants "$4" --name "$5" \
+    --encoder "$ENCODER" "${size[@]}" --learning-rate 0.002 --variants "$4" --name "$5" ${6:+--stop-at "$6"} \
     --output-dir "/tmp/$1_runs" --out-dir "$WORK" 2>&1 | log "$5"
   for run in /tmp/"$1"_runs/*/; do  # the curves, also of a run cut off by its limit
     cp "$run/metrics.jsonl" "$WORK/$1_$(basename "$run").jsonl" 2>/dev/null
@@ -92,7 +94,7 @@ for step in ${STEPS:-throughput tta}; do
     timeout "$(limit 60)" $PY -m benchmarks.train_throughput --dataset-dir "$CACHE" --dataset-format cache \
       --encoder "$ENCODER" "${size[@]}" --batch-size $((SMALL == 1 ? 8 : 128)) --variants "${profile%%,*}" \
       --name train_throughput_batch128 --out-dir "$WORK" 2>&1 | log throughput_batch128 ;;
-  tta) time_to_accuracy tta "${TTA_TIMEOUT:-420}" "${EPOCHS:-40}" "${TTA_VARIANTS:-ema+ds+no-autotune,ema+ds+no-autotune+crop+epochs=80,ema+ds+no-autotune+crop+cudagraphs+epochs=80}" time_to_accuracy ;;
+  tta) time_to_accuracy tta "${TTA_TIMEOUT:-420}" "${EPOCHS:-40}" "${TTA_VARIANTS:-ema+ds+no-autotune,ema+ds+no-autotune+crop+epochs=80,ema+ds+no-autotune+crop+cudagraphs+epochs=80}" time_to_accuracy "${TTA_STOP-0.9}" ;;
   accuracy)
     time_to_accuracy accuracy "${ACC_TIMEOUT:-400}" "${ACC_EPOCHS:-110}" "${ACC_VARIANTS:-ema+ds}" accuracy
     for run in /tmp/accuracy_runs/*/; do

@@ -8,7 +8,8 @@ initialisation. Variants run one after another in one benchmark and differ only 
 each mean validation Dice, in seconds since its command started, seconds of training and epochs, and
 plots the curves. Each variant's seconds are also split into phases: before the first step, the first
 epoch's training, and a later epoch's training and period. The JSON and plot are rewritten after each
-variant.
+variant. ``--stop-at DICE`` ends each run at the first epoch that reaches it (the bundle's ``stop_at_dice``),
+so a short GPU session spends no time on the rest of a schedule.
 
     python -m benchmarks.time_to_accuracy --dataset-dir ../shared/data/acdc_ssl4mis --encoder resnet50 \\
         --image-size 256 --epochs 50 --batch-size 32 --variants plain,ema,ema+ds+epochs=30
@@ -103,6 +104,7 @@ def run_variant(name: str, out: Path, args: argparse.Namespace) -> list[dict]:
         "batch_size": args.batch_size,
         "learning_rate": args.learning_rate,
         "progress": False,
+        "stop_at_dice": args.stop_at,
         **variant_overrides(name, args),
     }
     started = time.time()
@@ -127,6 +129,7 @@ def main() -> None:
     )
     parser.add_argument("--ema-decay", type=float, default=0.99, help="ema_decay of the ema variants")
     parser.add_argument("--deep-supervision", type=int, default=3, help="deep_supervision of the ds variants")
+    parser.add_argument("--stop-at", type=float, help="end each run once its mean val Dice reaches this")
     parser.add_argument("--output-dir", type=Path, help="keep the runs here (default: a temporary folder)")
     parser.add_argument("--name", default="time_to_accuracy", help="result files: NAME_<device>.json and .png")
     parser.add_argument("--out-dir", type=Path, help="write the result and plot here (default: benchmarks/results)")

@@ -30,7 +30,7 @@ RECORD_NAME = "data.json"  # settings, data and split of the run: what marks a f
 RUN_OUTPUTS = (RECORD_NAME, "metrics.jsonl", "models", "tensorboard", "eval", "cardiac_sax_seg")
 TEMPORARY_GLOB = ".*.tmp"  # cardioseg.atomic's temporary files and folders
 # What a resume may change by default: a longer schedule continues the same run.
-RESUMABLE_CHANGES = ("epochs", "checkpoint_seconds")
+RESUMABLE_CHANGES = ("epochs", "checkpoint_seconds", "stop_at_dice")
 
 # Locks this process holds, by folder: a second run into the same folder in this process (a resume in a
 # test, a notebook) takes the lock over instead of waiting for itself.

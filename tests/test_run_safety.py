@@ -96,6 +96,7 @@ BAD_SETTINGS = [
     (["--freeze_encoder", "half"], "'freeze_encoder' is 'half': expected true or false"),
     (["--deep_supervision", "5"], "'deep_supervision' is 5: must be between 0 and 4"),
     (["--checkpoint_seconds", "-1"], "'checkpoint_seconds' is -1"),
+    (["--stop_at_dice", "1.5"], "'stop_at_dice' is 1.5: must be a finite number in (0, 1]"),
     (["--deterministic", "often"], "'deterministic' is 'often': expected true or false"),
     (["--cudnn_benchmark", "auto"], "'cudnn_benchmark' is 'auto': expected true or false"),
     (["--compile_mode", "fast"], "'compile_mode' is 'fast': choose one of default, reduce-overhead"),

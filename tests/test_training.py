@@ -87,6 +87,26 @@ def test_resume_continues_to_the_same_result(phantom_dir, tmp_path):
         assert all(torch.equal(best[k], averaged[k]) for k in best)
 
 
+def test_stop_at_dice_ends_the_run_at_the_first_epoch_that_reaches_it(phantom_dir, tmp_path):
+    """The stopped run is the full run's first epochs (the schedule stays that of ``epochs``), and its
+    checkpoints are written at the stop."""
+    common = {"dataset_dir": str(phantom_dir), "dataset_format": "phantom", "epochs": 4, "seed": 1}
+    common |= {"batch_size": 8, "epoch_length": 48, "learning_rate": 0.003}  # Dice above 0 by epoch 3
+    bundle_workflow(output_dir=str(tmp_path / "full"), **common).run()
+    full = read_metrics(tmp_path / "full" / "metrics.jsonl")
+    target = full[2]["val_dice_mean"]  # epoch 3's: reached there at the latest
+    stop = next(m["epoch"] for m in full if m["val_dice_mean"] >= target)
+    assert target > 0 and stop < 4  # a run that stops early, not at its end
+
+    bundle_workflow(output_dir=str(tmp_path / "stopped"), stop_at_dice=target, **common).run()
+    stopped = read_metrics(tmp_path / "stopped" / "metrics.jsonl")
+    assert [m["epoch"] for m in stopped] == list(range(1, stop + 1))
+    for a, b in zip(full, stopped):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-5)
+    last = torch.load(tmp_path / "stopped" / "models" / "last.pt", weights_only=True)
+    assert last["trainer"]["iteration"] == stop * 48 // 8 and (tmp_path / "stopped" / "models" / "model.pt").is_file()
+
+
 def test_deep_supervision_adds_coarser_outputs_and_leaves_the_unet_alone():
     unet = build_unet("resnet18").eval()
     images = torch.rand(2, 1, 64, 64)

@@ -64,6 +64,8 @@ def check_finetune_settings(settings: dict[str, Any]) -> dict[str, Any]:
         if not augment:
             raise SettingError("crop_size", crop_size, "random windows are part of augmentation: set augment true")
     real_number("checkpoint_seconds", s["checkpoint_seconds"], 0.0)
+    if not is_none(s["stop_at_dice"]):
+        real_number("stop_at_dice", s["stop_at_dice"], 0.0, 1.0, open_low=True)
     pretrained = s["pretrained"]
     if not is_none(pretrained) and not is_weights_name(pretrained):
         existing_path("pretrained", pretrained, kind="file")
