@@ -13,9 +13,10 @@
 # Steps (estimates on an H200, from earlier runs):
 #   throughput  fine-tuning train step: the fast path and its levers, VARIANTS, with the torch.profiler
 #               tables of PROFILE (eager and compiled), then PROFILE's first at batch 128 (two compiled
-#               variants took about 150 s; the default nine, three of them compiled, may take 260 s; they
+#               variants took about 150 s; the default ten, three of them compiled, may take 280 s; they
 #               begin with the decoder's upsampling in float32 (fp32up) and in bfloat16 alternating twice,
-#               since order effects showed before; the JSON is rewritten after each; issue 10, target 1)
+#               since order effects showed before, then float16 autocast (fp16: cuDNN's batch norm); the
+#               JSON is rewritten after each; issue 10, target 1)
 #   tta         time to 0.90 val Dice from the command's start, one process per TTA_VARIANTS entry
 #               (levers and bundle overrides joined by +, batch 32 unless one says otherwise; about 17 s
 #               before the first step, then about 2.3 s an epoch with ds; the default three measure
@@ -86,10 +87,10 @@ for step in ${STEPS:-throughput tta}; do
   throughput)
     if [ "$SMALL" = 1 ]; then size=(--image-size 64 --batch-size 4 --steps 2 --warmup 1 --workers 0 --profile-steps 2)
     else size=(--batch-size "${BATCH:-64}" --steps "${TRAIN_STEPS:-30}" --workers "${WORKERS:-14}"); fi
-    profile=${PROFILE:-fast-fused,fast-fused-graphs}
+    profile=${PROFILE:-fast-fused,fast-fused-graphs,fast-fused-fp16}
     timeout "$(limit "${THROUGHPUT_TIMEOUT:-300}")" $PY -m benchmarks.train_throughput --dataset-dir "$CACHE" \
       --dataset-format cache --encoder "$ENCODER" "${size[@]}" --profile "$profile" \
-      --variants "${VARIANTS:-fast-fused-fp32up,fast-fused,fast-fused-fp32up,fast-fused,fast-fused-graphs,fast-fused-cudagraphs,fast-fused-narrow-graphs,fast-fused-crop,fast-fused-cudagraphs-crop}" \
+      --variants "${VARIANTS:-fast-fused-fp32up,fast-fused,fast-fused-fp32up,fast-fused,fast-fused-fp16,fast-fused-graphs,fast-fused-cudagraphs,fast-fused-narrow-graphs,fast-fused-crop,fast-fused-cudagraphs-crop}" \
       --name train_throughput_levers --out-dir "$WORK" 2>&1 | log throughput
     timeout "$(limit 60)" $PY -m benchmarks.train_throughput --dataset-dir "$CACHE" --dataset-format cache \
       --encoder "$ENCODER" "${size[@]}" --batch-size $((SMALL == 1 ? 8 : 128)) --variants "${profile%%,*}" \

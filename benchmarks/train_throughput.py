@@ -12,7 +12,9 @@ Both run MONAI's SupervisedTrainer with the same U-Net, loss, optimiser and batc
   only (what ``set_determinism`` leaves on; the bundle's ``deterministic``), ``-crop`` training on random
   windows of half the side (the bundle's ``crop_size``: images/s then counts windows, not whole slices),
   ``-fp32up`` the decoder's nearest upsampling as MONAI runs it, in float32 under CUDA autocast (every
-  variant before bundle 0.8.0; ``build_unet``'s ``upsample_in_input_dtype``).
+  variant before bundle 0.8.0; ``build_unet``'s ``upsample_in_input_dtype``), ``-fp16`` float16 autocast
+  with loss scaling in place of bfloat16: torch runs batch norm on bfloat16 input with its own kernels
+  (about 1 TB/s in the profile, ``step_traffic``) and on float16 input with cuDNN's.
 Reports images per second of steady-state training steps and the ratio to ``monai``. ``--profile VARIANTS``
 (comma-separated) records ``--profile-steps`` more steps of each with torch.profiler after its timed ones: the
 per-kernel table goes to ``<name>_profile_<variant>_<device>.txt`` and a summary by kind of work into the
@@ -96,7 +98,7 @@ def monai_loader(data, batch_size: int, workers: int, pin: bool) -> DataLoader:
     )
 
 
-LEVERS = ("fused", "ema", "ds", "narrow", "compile", "graphs", "cudagraphs", "deterministic", "crop", "fp32up")
+LEVERS = ("fused", "ema", "ds", "narrow", "compile", "graphs", "cudagraphs", "deterministic", "crop", "fp32up", "fp16")
 COMPILE_LEVERS = {"compile": "default", "graphs": "reduce-overhead", "cudagraphs": "cudagraphs"}  # lever -> mode
 
 
@@ -148,13 +150,13 @@ def measure(variant: str, data, args, device: torch.device) -> dict:
         optimizer=torch.optim.AdamW(stepped.parameters(), lr=1e-3, fused=cuda and "fused" in levers),
         loss_function=DeepSupervisionLoss(DiceCELoss(to_onehot_y=True, softmax=True, batch=True)),
         amp=fast and cuda,
-        amp_kwargs={"dtype": torch.bfloat16},
+        amp_kwargs={"dtype": torch.float16 if "fp16" in levers else torch.bfloat16},
         compile=compile_mode is not None,
         compile_kwargs=None if compile_mode is None else compile_kwargs(compile_mode),
         decollate=False,
         optim_set_to_none=True,
     )
-    without_loss_scaling(trainer)
+    without_loss_scaling(trainer)  # bf16 only: float16 keeps MONAI's GradScaler
     WeightAverage(net, 0.99 if "ema" in levers else None).attach(trainer)
     torch.backends.cudnn.deterministic = "deterministic" in levers
     marks = {}
@@ -187,7 +189,7 @@ def measure(variant: str, data, args, device: torch.device) -> dict:
     return {
         "variant": variant,
         "images_per_s": round(images_per_s, 1),
-        "amp_bf16": fast and cuda,
+        "amp_bf16": fast and cuda and "fp16" not in levers,
         "channels_last": channels_last,
         **{lever: lever in levers for lever in LEVERS},
         "fused": cuda and "fused" in levers,  # torch's fused AdamW is for CUDA tensors
