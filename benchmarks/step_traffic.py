@@ -105,7 +105,8 @@ def count_compiled_network(encoder: str, decoder_channels, image_size: int, batc
     """Bytes of one forward and backward of the network compiled by Inductor (as ``train_throughput``'s
     ``-compile`` levers compile it: the network alone), by Inductor's own count of its kernels' reads and
     writes (``GraphLowering.count_bytes``: each buffer once per kernel, the best a kernel can do), split
-    into cuDNN's convolutions, Inductor's generated kernels and other library calls. On the CPU this is
+    into cuDNN's convolutions, Inductor's generated kernels (forward and backward) and other library
+    calls. On the CPU this is
     Inductor's CPU backend, whose fusion may differ from Triton's on a GPU."""
     import logging
 
@@ -132,14 +133,15 @@ def count_compiled_network(encoder: str, decoder_channels, image_size: int, batc
         with inductor_config.patch(fx_graph_cache=False), functorch_config.patch(enable_autograd_cache=False):
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 logits = compiled(image)
+            forward_nodes = len(metrics.nodes_num_elem)  # the backward graph compiles at the backward
             loss_function(logits.float(), label).backward()
     finally:
         inductor_metrics_log.setLevel(level)
         inductor_metrics_log.propagate = propagate
     counts: Counter[str] = Counter()
-    for node, words in metrics.nodes_num_elem:  # (scheduler node, its bytes // 4)
+    for index, (node, words) in enumerate(metrics.nodes_num_elem):  # (scheduler node, its bytes // 4)
         if not isinstance(node, ExternKernelSchedulerNode):
-            kind = "inductor_kernels"
+            kind = f"inductor_kernels_{'forward' if index < forward_nodes else 'backward'}"
         elif "convolution" in str(getattr(node.node, "op_overload", "")):
             kind = "convolution"
         else:
