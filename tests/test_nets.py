@@ -82,3 +82,21 @@ def test_decoder_upsamples_in_the_autocast_dtype_with_unchanged_values(monkeypat
         assert states == [(True, torch.bfloat16)] * 5
     with torch.no_grad():
         assert torch.equal(net(x), monais(x))
+
+
+def test_decoder_blocks_compile_as_one_graph_with_monais_weights_and_outputs():
+    """MONAI's UpCat asks torch.jit.isinstance, which torch.compile will not trace: each decoder block broke
+    the compiled graph. Ours traces whole, loads a plain MONAI FlexibleUNet's weights key for key, gives its
+    outputs, and scripts."""
+    from monai.networks.nets import FlexibleUNet
+
+    net = build_unet("resnet18").eval()
+    monais = FlexibleUNet(1, 4, backbone="cardioseg-resnet18", is_pad=False).eval()
+    monais.load_state_dict(net.state_dict())  # strict: the same keys
+    x = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(net(x), monais(x))
+        assert torch.equal(torch.jit.script(net)(x), net(x))
+    explained = torch._dynamo.explain(net)(x)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0)
+    assert torch._dynamo.explain(monais)(x).graph_break_count > 0  # what the block avoids

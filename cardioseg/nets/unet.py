@@ -7,10 +7,11 @@ concatenation, except 32k-1, which silently comes out one pixel larger. Pad firs
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from monai.networks.nets import FlexibleUNet
+from monai.networks.nets.basic_unet import UpCat
 
 from ..errors import CardiosegError
 from ..settings import is_none
@@ -57,6 +58,34 @@ class NearestUpsampleInInputDtype(torch.nn.Module):
             return self.upsample(x)
 
 
+class DecoderBlock(torch.nn.Module):
+    """MONAI's ``UpCat`` (upsample, concatenate the encoder's skip, two convolutions), whose ``forward``
+    torch.compile can trace: UpCat's asks ``torch.jit.isinstance``, which Dynamo will not trace, so each of
+    the 5 decoder blocks broke the compiled network (11 graphs, none fused across a block). It holds
+    UpCat's own ``upsample`` and ``convs``: the same weights, state-dict keys and arithmetic. UpCat's
+    padding branch (``is_pad``) is not here: ``build_unet`` keeps MONAI's block when it is on.
+    """
+
+    def __init__(self, upcat: UpCat):
+        super().__init__()
+        self.upsample = upcat.upsample
+        self.convs = upcat.convs
+
+    # Optional, not "| None": TorchScript reads this annotation.
+    def forward(self, x: torch.Tensor, x_e: Optional[torch.Tensor]) -> torch.Tensor:  # noqa: UP045
+        x_0 = self.upsample(x)
+        if x_e is None:
+            return self.convs(x_0)
+        return self.convs(torch.cat([x_e, x_0], dim=1))
+
+
+def _traceable_decoder_blocks(net: FlexibleUNet) -> None:
+    blocks = net.decoder.blocks
+    for i, block in enumerate(blocks):
+        if type(block) is UpCat and not block.is_pad:
+            blocks[i] = DecoderBlock(block)
+
+
 def _nearest_upsampling_in_input_dtype(net: torch.nn.Module) -> None:
     for block in list(net.modules()):
         up = getattr(block, "upsample_non_trainable", None)  # MONAI UpSample's child in "nontrainable" mode
@@ -92,6 +121,7 @@ def build_unet(
     unet_kwargs.setdefault("is_pad", False)
     backbone = BACKBONE_PREFIX + encoder
     net = FlexibleUNet(in_channels, out_channels, backbone=backbone, decoder_channels=channels, **unet_kwargs)
+    _traceable_decoder_blocks(net)
     if upsample_in_input_dtype:
         _nearest_upsampling_in_input_dtype(net)
     load_pretrained(net, pretrained)
