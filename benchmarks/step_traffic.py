@@ -78,15 +78,22 @@ class TrafficCounter(TorchDispatchMode):
         return out
 
 
-def count_step(encoder: str, decoder_channels, image_size: int, batch_size: int) -> dict:
-    """Bytes by kind of one training step at ``batch_size`` (the second: the first makes the optimizer's
-    state), and batch norm's input bytes."""
+def training_setup(encoder: str, decoder_channels, image_size: int, batch_size: int) -> tuple:
+    """The network (train mode), the bundle's loss and a random batch of images and labels: what both counts
+    run."""
     torch.manual_seed(0)
     network = build_unet(encoder, decoder_channels=decoder_channels).train()
-    optimizer = torch.optim.AdamW(network.parameters(), lr=1e-3, fused=True)
     loss_function = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
     image = torch.randn(batch_size, 1, image_size, image_size)
     label = torch.randint(0, 4, (batch_size, 1, image_size, image_size)).float()
+    return network, loss_function, image, label
+
+
+def count_step(encoder: str, decoder_channels, image_size: int, batch_size: int) -> dict:
+    """Bytes by kind of one training step at ``batch_size`` (the second: the first makes the optimizer's
+    state), and batch norm's input bytes."""
+    network, loss_function, image, label = training_setup(encoder, decoder_channels, image_size, batch_size)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=1e-3, fused=True)
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -116,13 +123,9 @@ def count_compiled_network(encoder: str, decoder_channels, image_size: int, batc
     from torch._inductor.compile_fx import inductor_metrics_log
     from torch._inductor.scheduler import ExternKernelSchedulerNode
 
-    torch.manual_seed(0)
     torch._dynamo.reset()
-    network = build_unet(encoder, decoder_channels=decoder_channels).train()
+    network, loss_function, image, label = training_setup(encoder, decoder_channels, image_size, batch_size)
     compiled = torch.compile(network)
-    loss_function = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
-    image = torch.randn(batch_size, 1, image_size, image_size)
-    label = torch.randint(0, 4, (batch_size, 1, image_size, image_size)).float()
     # Inductor counts bytes only with its metrics log on (silenced here) and only when it compiles, not
     # when it reads a graph from its caches.
     level, propagate = inductor_metrics_log.level, inductor_metrics_log.propagate
