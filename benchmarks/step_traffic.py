@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+from dataclasses import dataclass
 
 import torch
 from monai.losses import DiceCELoss
@@ -108,48 +109,95 @@ def count_step(encoder: str, decoder_channels, image_size: int, batch_size: int)
     return {**counter.bytes, "batch_norm_input": counter.batch_norm_input}
 
 
-def count_compiled_network(encoder: str, decoder_channels, image_size: int, batch_size: int) -> dict:
-    """Bytes of one forward and backward of the network compiled by Inductor (as ``train_throughput``'s
-    ``-compile`` levers compile it: the network alone), by Inductor's own count of its kernels' reads and
-    writes (``GraphLowering.count_bytes``: each buffer once per kernel, the best a kernel can do), split
-    into cuDNN's convolutions, Inductor's generated kernels (forward and backward) and other library
-    calls. On the CPU this is
-    Inductor's CPU backend, whose fusion may differ from Triton's on a GPU."""
+@dataclass(frozen=True)
+class CompiledKernel:
+    """One node of Inductor's schedule: a kernel it generated or a library call (a cuDNN convolution), with
+    the bytes it reads and writes of each buffer and the aten operators fused into it."""
+
+    kind: str  # convolution, other_library_calls, inductor_kernels_forward or inductor_kernels_backward
+    bytes: int  # Inductor's count: each buffer once, read or written
+    reads: dict[str, int]
+    writes: dict[str, int]
+    operators: tuple[str, ...]
+
+
+def kernel_of(node, backward: bool) -> CompiledKernel:
+    """The record of one scheduler node; only while Inductor's graph is being compiled can it say its sizes."""
+    from torch._inductor.scheduler import ExternKernelSchedulerNode
+
+    if not isinstance(node, ExternKernelSchedulerNode):
+        kind = f"inductor_kernels_{'backward' if backward else 'forward'}"
+    elif "convolution" in str(getattr(node.node, "op_overload", "")):
+        kind = "convolution"
+    else:
+        kind = "other_library_calls"
+    operators = {  # "aten.add.Tensor" -> "add"
+        name.split(".")[1] if name.count(".") >= 2 else name
+        for part in node.get_nodes()
+        for name in (str(origin.target) for origin in getattr(part.node, "origins", ()))
+    }
+    return CompiledKernel(
+        kind=kind,
+        bytes=node.get_read_write_buffers_sizes(),
+        reads=node.get_read_write_buffer_accesses(include_reads=True, include_writes=False),
+        writes=node.get_read_write_buffer_accesses(include_reads=False, include_writes=True),
+        operators=tuple(sorted(operators)),
+    )
+
+
+def compiled_kernels(
+    network: torch.nn.Module, loss_function, image, label, inductor_settings: dict | None = None
+) -> list[CompiledKernel]:
+    """Every node Inductor schedules for one forward and backward of ``network`` compiled (as
+    ``train_throughput``'s ``-compile`` levers compile it: the network alone), under ``inductor_settings``
+    (``torch._inductor.config`` values). The bytes are Inductor's own count (``GraphLowering.count_bytes``:
+    each buffer once per kernel, the best a kernel can do). On the CPU this is Inductor's CPU backend, whose
+    fusion may differ from Triton's on a GPU."""
     import logging
+    from unittest import mock
 
     from torch._functorch import config as functorch_config
     from torch._inductor import config as inductor_config
-    from torch._inductor import metrics
     from torch._inductor.compile_fx import inductor_metrics_log
-    from torch._inductor.scheduler import ExternKernelSchedulerNode
+    from torch._inductor.graph import GraphLowering
 
     torch._dynamo.reset()
-    network, loss_function, image, label = training_setup(encoder, decoder_channels, image_size, batch_size)
+    kernels: list[CompiledKernel] = []
+    backward = False
+    count_bytes = GraphLowering.count_bytes
+
+    def recording_count_bytes(graph: GraphLowering):
+        kernels.extend(kernel_of(node, backward) for node in graph.scheduler.nodes)
+        return count_bytes(graph)
+
     compiled = torch.compile(network)
     # Inductor counts bytes only with its metrics log on (silenced here) and only when it compiles, not
     # when it reads a graph from its caches.
     level, propagate = inductor_metrics_log.level, inductor_metrics_log.propagate
     inductor_metrics_log.setLevel(logging.INFO)
     inductor_metrics_log.propagate = False
-    metrics.reset()
     try:
-        with inductor_config.patch(fx_graph_cache=False), functorch_config.patch(enable_autograd_cache=False):
+        with (
+            mock.patch.object(GraphLowering, "count_bytes", recording_count_bytes),
+            inductor_config.patch(fx_graph_cache=False, **(inductor_settings or {})),
+            functorch_config.patch(enable_autograd_cache=False),
+        ):
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 logits = compiled(image)
-            forward_nodes = len(metrics.nodes_num_elem)  # the backward graph compiles at the backward
+            backward = True  # the backward graph compiles at the backward
             loss_function(logits.float(), label).backward()
     finally:
         inductor_metrics_log.setLevel(level)
         inductor_metrics_log.propagate = propagate
+    return kernels
+
+
+def count_compiled_network(encoder: str, decoder_channels, image_size: int, batch_size: int) -> dict:
+    """Bytes of one forward and backward of the network compiled by Inductor, split into cuDNN's
+    convolutions, Inductor's generated kernels (forward and backward) and other library calls."""
     counts: Counter[str] = Counter()
-    for index, (node, words) in enumerate(metrics.nodes_num_elem):  # (scheduler node, its bytes // 4)
-        if not isinstance(node, ExternKernelSchedulerNode):
-            kind = f"inductor_kernels_{'forward' if index < forward_nodes else 'backward'}"
-        elif "convolution" in str(getattr(node.node, "op_overload", "")):
-            kind = "convolution"
-        else:
-            kind = "other_library_calls"
-        counts[kind] += 4 * words
+    for kernel in compiled_kernels(*training_setup(encoder, decoder_channels, image_size, batch_size)):
+        counts[kernel.kind] += kernel.bytes
     return dict(counts)
 
 
