@@ -10,11 +10,12 @@ thresholds of its own for CPU code; ``gpu-realize`` counts with those for GPU co
     python -m benchmarks.inductor_traffic --encoder resnet50 --image-size 256 \\
         --variants default,gpu-realize,realize_reads_threshold=2,relu-mask-from-input+realize_reads_threshold=6
 
-A variant is ``default`` or settings joined by ``+``: ``NAME=INTEGER`` sets ``torch._inductor.config.NAME``
-(Inductor writes a reused intermediate to memory, rather than computing it again in each kernel that uses
-it, when it reads more than ``realize_reads_threshold`` buffers, 4 by default), and
-``relu-mask-from-input`` makes every ReLU's backward mask by its input (``ReLUMaskedByInput``), and
-``gpu-realize`` sets the thresholds of GPU code (``GPU_REALIZE``).
+A variant is ``default`` or settings joined by ``+``:
+- ``NAME=INTEGER`` sets ``torch._inductor.config.NAME`` (Inductor writes a reused intermediate to memory,
+  rather than computing it again in each kernel that uses it, when it reads more than
+  ``realize_reads_threshold`` buffers, 4 by default);
+- ``relu-mask-from-input``: every ReLU's backward masks by its input (``ReLUMaskedByInput``);
+- ``gpu-realize``: the thresholds of GPU code (``GPU_REALIZE``).
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ from benchmarks.common import table, write_result
 from benchmarks.step_traffic import CompiledKernel, compiled_kernels, per_image_and_step, training_setup
 
 PARTS = ("inductor_kernels_forward", "inductor_kernels_backward")
-# Inductor's thresholds for writing an intermediate to memory in GPU code, set for the CPU's (torch._inductor.ir:
-# the CPU has higher ones, and a rule of its own for intermediates of more than realize_opusers_threshold
-# users, switched off here).
+# Inductor's thresholds for writing an intermediate to memory in GPU code, in place of the CPU's
+# (torch._inductor.ir: the CPU has higher ones, and a rule of its own for intermediates of more than
+# realize_opusers_threshold users, switched off here).
 GPU_REALIZE = {
     "realize_opcount_threshold": inductor_config._realize_opcount_threshold_default,
     "realize_acc_reads_threshold": inductor_config._realize_acc_reads_threshold_default,
