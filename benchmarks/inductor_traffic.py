@@ -89,6 +89,8 @@ def parse_variant(variant: str) -> tuple[dict, bool]:
             settings.update(GPU_REALIZE)
         elif "=" in part and part.split("=", 1)[1].lstrip("-").isdigit():
             name, value = part.split("=", 1)
+            if name not in inductor_config.get_config_copy():
+                raise SystemExit(f"--variants: {name!r} is not a setting of torch._inductor.config")
             settings[name] = int(value)
         elif part != "default":
             raise SystemExit(
