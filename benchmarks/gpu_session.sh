@@ -7,27 +7,28 @@
 # One device command may run 600 s and return 8 files: every step writes under $WORK, and the end packs it
 # into $OUT/gpu_session.tgz. Each step's time limit is cut to what is left before DEADLINE (seconds since
 # the script started), so the packing always happens. First, always: the carried xz cache is rewritten
-# uncompressed (as a user keeps it on local disk; the runs read that), and benchmarks.startup times the
-# parts before steady training, which also loads the CUDA libraries of a fresh machine once, so the steps
-# after it compare like with like (about 50 s with the cache's rewrite; STARTUP=0 skips the timing).
+# uncompressed (as a user keeps it on local disk; the runs read that). Then STARTUP: "warm" (the default)
+# runs a few training steps in a fresh process, which loads the CUDA libraries of a fresh machine once so
+# the steps after it compare like with like (about 25 s); "time" runs benchmarks.startup, which times the
+# parts before steady training in four fresh processes (more than 90 s on a fresh H200; it prints and
+# saves each part as it goes); 0 does neither, for a second call on a warm machine.
 # Steps (estimates on an H200, from earlier runs):
 #   throughput  fine-tuning train step: the fast path and its levers, VARIANTS, with the torch.profiler
-#               tables of PROFILE (eager and compiled), then PROFILE's first at batch 128 (two compiled
-#               variants took about 150 s; the default ten, three of them compiled, may take 280 s; they
-#               begin with the decoder's upsampling in float32 (fp32up) and in bfloat16 alternating twice,
-#               since order effects showed before, then float16 autocast (fp16: cuDNN's batch norm); the
-#               JSON is rewritten after each; issue 10, target 1)
+#               tables of PROFILE, then PROFILE's first at batch 128. The default: the network compiled in
+#               one graph with CUDA graphs (graphs, against 2,102 images/s in 11 graphs), CUDA graphs
+#               captured without tracing (graphed: the bundle's cuda_graphs), in bfloat16 and float16
+#               (fp16: cuDNN's batch norm, 16% less kernel time but host-bound when eager), Dynamo's
+#               cudagraphs, the eager step, the narrow decoder compiled; the JSON is rewritten after each
+#               (issue 10, target 1; give it 300 s: each Inductor compile takes about a minute)
 #   tta         time to 0.90 val Dice from the command's start, one process per TTA_VARIANTS entry
-#               (levers and bundle overrides joined by +, batch 32 unless one says otherwise; about 17 s
-#               before the first step, then about 2.3 s an epoch with ds; the default three measure
-#               training on windows of half the side (crop) for twice the epochs (on the CPU a window
-#               epoch gained about half a whole one's accuracy), then that with CUDA graphs without
-#               Inductor (cudagraphs, compile included), against 40 whole-slice epochs: about 320 s if
-#               a window epoch with its validation takes 1 s, which is not yet measured; each run stops at
-#               the first epoch with mean val Dice TTA_STOP (0.9; empty: run the whole schedule); issue 10,
-#               target 2)
-#   accuracy    one long run, ACC_VARIANTS (weight average and deep supervision) of ACC_EPOCHS (110: about
-#               275 s), then benchmarks.eval_options on its model (about 40 s; issue 10, target 3)
+#               (levers and bundle overrides joined by +, batch 32 unless one says otherwise; each run
+#               stops at the first epoch with mean val Dice TTA_STOP (0.9; empty: run the whole
+#               schedule). The default: whole slices with CUDA graphs captured without tracing (graphed)
+#               and with Dynamo's cudagraphs, 50 epochs each, then windows (crop) with graphed for 80,
+#               against 84.0 s for crop+cudagraphs on 2026-11-28: about 90 s a run; issue 10, target 2)
+#   accuracy    one long run, ACC_VARIANTS (whole slices, weight average, deep supervision, CUDA graphs
+#               captured without tracing) of ACC_EPOCHS (110: about 130 s if an epoch takes 1 s), then
+#               benchmarks.eval_options on its model (about 40 s; issue 10, target 3)
 #   pretrain    BYOL ResNet-50 224 px pretraining images/s, view loader vs lightly's pipeline (issue 8)
 #   packed      PACKED_RUNS (4) few-label runs of PACKED_EPOCHS (10) at once vs one after another (issue 10,
 #               target 4; 3 runs of 5 epochs did not finish in 130 s: give it 300 s)
@@ -79,25 +80,30 @@ time_to_accuracy() {  # STEP TIMEOUT EPOCHS VARIANTS RESULT_NAME [STOP_AT]: one 
 PLAIN=/tmp/$(basename "${CACHE%.*}").npz
 $PY -m cardioseg --quiet data cache "$CACHE" --out "$PLAIN" --compression none --overwrite 2>&1 | log unpack
 if [ "$SMALL" = 1 ]; then size=(--batch-size 4 --image-size 64 --steps 2); else size=(--batch-size 64); fi
-[ "${STARTUP:-1}" = 1 ] && timeout "$(limit 90)" $PY -m benchmarks.startup --cache "$CACHE" --plain "$PLAIN" --encoder "$ENCODER" "${size[@]}" \
-  --out-dir "$WORK" 2>&1 | log startup
+case ${STARTUP:-warm} in
+  time) timeout "$(limit 120)" $PY -m benchmarks.startup --cache "$CACHE" --plain "$PLAIN" --encoder "$ENCODER" "${size[@]}" \
+    --out-dir "$WORK" 2>&1 | log startup ;;
+  warm) timeout "$(limit 60)" $PY -m benchmarks.startup --first-steps heuristic --encoder "$ENCODER" "${size[@]}" 2>&1 | log warm_up ;;
+  0) ;;
+  *) echo "STARTUP=$STARTUP: time, warm or 0" >&2; exit 2 ;;
+esac
 CACHE=$PLAIN
 for step in ${STEPS:-throughput tta}; do
   case $step in
   throughput)
     if [ "$SMALL" = 1 ]; then size=(--image-size 64 --batch-size 4 --steps 2 --warmup 1 --workers 0 --profile-steps 2)
     else size=(--batch-size "${BATCH:-64}" --steps "${TRAIN_STEPS:-30}" --workers "${WORKERS:-14}"); fi
-    profile=${PROFILE:-fast-fused,fast-fused-graphs,fast-fused-fp16}
+    profile=${PROFILE:-fast-fused-graphs,fast-fused-fp16-graphed}
     timeout "$(limit "${THROUGHPUT_TIMEOUT:-300}")" $PY -m benchmarks.train_throughput --dataset-dir "$CACHE" \
       --dataset-format cache --encoder "$ENCODER" "${size[@]}" --profile "$profile" \
-      --variants "${VARIANTS:-fast-fused-fp32up,fast-fused,fast-fused-fp32up,fast-fused,fast-fused-fp16,fast-fused-graphs,fast-fused-cudagraphs,fast-fused-narrow-graphs,fast-fused-crop,fast-fused-cudagraphs-crop}" \
+      --variants "${VARIANTS:-fast-fused-graphs,fast-fused-graphed,fast-fused-fp16-graphed,fast-fused-cudagraphs,fast-fused,fast-fused-narrow-graphs}" \
       --name train_throughput_levers --out-dir "$WORK" 2>&1 | log throughput
     timeout "$(limit 60)" $PY -m benchmarks.train_throughput --dataset-dir "$CACHE" --dataset-format cache \
       --encoder "$ENCODER" "${size[@]}" --batch-size $((SMALL == 1 ? 8 : 128)) --variants "${profile%%,*}" \
       --name train_throughput_batch128 --out-dir "$WORK" 2>&1 | log throughput_batch128 ;;
-  tta) time_to_accuracy tta "${TTA_TIMEOUT:-420}" "${EPOCHS:-40}" "${TTA_VARIANTS:-ema+ds+no-autotune,ema+ds+no-autotune+crop+epochs=80,ema+ds+no-autotune+crop+cudagraphs+epochs=80}" time_to_accuracy "${TTA_STOP-0.9}" ;;
+  tta) time_to_accuracy tta "${TTA_TIMEOUT:-420}" "${EPOCHS:-40}" "${TTA_VARIANTS:-ema+ds+no-autotune+graphed+epochs=50,ema+ds+no-autotune+cudagraphs+epochs=50,ema+ds+no-autotune+crop+graphed+epochs=80}" time_to_accuracy "${TTA_STOP-0.9}" ;;
   accuracy)
-    time_to_accuracy accuracy "${ACC_TIMEOUT:-400}" "${ACC_EPOCHS:-110}" "${ACC_VARIANTS:-ema+ds}" accuracy
+    time_to_accuracy accuracy "${ACC_TIMEOUT:-400}" "${ACC_EPOCHS:-110}" "${ACC_VARIANTS:-ema+ds+no-autotune+graphed}" accuracy
     for run in /tmp/accuracy_runs/*/; do
       timeout "$(limit 90)" $PY -m benchmarks.eval_options --run-dir "$run" --dataset-dir "$CACHE" \
         --name eval_options --out-dir "$WORK" 2>&1 | log eval_options

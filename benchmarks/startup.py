@@ -113,18 +113,33 @@ def main() -> None:
     if args.cache is None or args.plain is None:
         parser.error("--cache and --plain are required")
 
-    parts = {}
-    parts["import torch"], _ = timed(__import__, "torch")
-    parts["import monai"], _ = timed(__import__, "monai")
+    parts, steps, imports = {}, {}, {}
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+
+    def measured(name: str, seconds: float) -> None:
+        """Print and keep one part as soon as it is measured: a time limit that cuts the run keeps it."""
+        parts[name] = seconds
+        print(f"{name}: {seconds} s", flush=True)
+
+    measured("import torch", timed(__import__, "torch")[0])
+    measured("import monai", timed(__import__, "monai")[0])
     from benchmarks.common import table, write_result
     from cardioseg.data.cache import load_cache
     from cardioseg.nets import build_unet
 
+    def save() -> None:
+        result = {"settings": settings, "parts": parts, "steps": steps, "import_monai": imports}
+        print("wrote", write_result("startup", result, args.out_dir), flush=True)
+
     for compression, path in (("xz", args.cache), ("none", args.plain)):
-        parts[f"load_cache ({compression}, {path.stat().st_size / 1e6:.0f} MB)"], _ = timed(load_cache, path)
-    parts["build the network"], _ = timed(build_unet, args.encoder)
-    steps = {mode: in_fresh_process(args, mode) for mode in ("heuristic", "benchmark")}
-    imports = import_breakdown()
+        measured(f"load_cache ({compression}, {path.stat().st_size / 1e6:.0f} MB)", timed(load_cache, path)[0])
+    measured("build the network", timed(build_unet, args.encoder)[0])
+    save()
+    for mode in ("heuristic", "benchmark"):
+        steps[mode] = in_fresh_process(args, mode)
+        print(f"{mode} process: {steps[mode]}", flush=True)
+        save()
+    imports.update(import_breakdown())
     rows = [{"part": name, "seconds": value} for name, value in parts.items()]
     for mode, times in steps.items():
         rows += [
@@ -135,9 +150,7 @@ def main() -> None:
     rows.append({"part": "import monai again, fresh process (-X importtime)", "seconds": imports["seconds"]})
     rows += [{"part": f"  of which {name}", "seconds": sec} for name, sec in imports["top_self_seconds"].items()]
     print(table(rows, ["part", "seconds"]))
-    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    result = {"settings": settings, "parts": parts, "steps": steps, "import_monai": imports}
-    print("wrote", write_result("startup", result, args.out_dir))
+    save()
 
 
 if __name__ == "__main__":
