@@ -39,6 +39,7 @@ LEVERS = {  # name -> what it changes over the bundle's defaults
     "compile": lambda args: {"compile": True},
     "graphs": lambda args: {"compile": True, "compile_mode": "reduce-overhead"},  # CUDA graphs
     "cudagraphs": lambda args: {"compile": True, "compile_mode": "cudagraphs"},  # CUDA graphs without Inductor
+    "graphed": lambda args: {"cuda_graphs": True},  # CUDA graphs captured as the module is: no tracing
     "deterministic": lambda args: {"deterministic": True},
     "no-autotune": lambda args: {"cudnn_benchmark": False},  # cuDNN's heuristic kernels, no first-epoch tuning
     "narrow-decoder": lambda args: {"decoder_channels": list(NARROW_DECODER)},

@@ -8,7 +8,8 @@ Both run MONAI's SupervisedTrainer with the same U-Net, loss, optimiser and batc
   (``ema_decay``), ``-ds`` deep supervision of 3 coarser decoder outputs (``deep_supervision``),
   ``-narrow`` the decoder at half its channels (``NARROW_DECODER``), ``-compile`` torch.compile of the
   network, ``-graphs`` the same in mode ``reduce-overhead`` (CUDA graphs), ``-cudagraphs`` CUDA graphs without
-  Inductor (the bundle's ``compile_mode`` "cudagraphs"), ``-deterministic`` cuDNN's deterministic kernels
+  Inductor (the bundle's ``compile_mode`` "cudagraphs"), ``-graphed`` CUDA graphs captured from the module
+  as it is, with no tracing (the bundle's ``cuda_graphs``), ``-deterministic`` cuDNN's deterministic kernels
   only (what ``set_determinism`` leaves on; the bundle's ``deterministic``), ``-crop`` training on random
   windows of half the side (the bundle's ``crop_size``: images/s then counts windows, not whole slices),
   ``-fp32up`` the decoder's nearest upsampling as MONAI runs it, in float32 under CUDA autocast (every
@@ -53,6 +54,7 @@ from cardioseg.atomic import write_text_atomic
 from cardioseg.nets import build_unet
 from cardioseg.training.augment import AugmentConfig
 from cardioseg.training.averaging import WeightAverage
+from cardioseg.training.cuda_graphs import capture_training_graphs
 from cardioseg.training.data import prepare_finetune_data
 from cardioseg.training.deep_supervision import DeepSupervision
 from cardioseg.training.loaders import TrainSliceLoader
@@ -98,7 +100,20 @@ def monai_loader(data, batch_size: int, workers: int, pin: bool) -> DataLoader:
     )
 
 
-LEVERS = ("fused", "ema", "ds", "narrow", "compile", "graphs", "cudagraphs", "deterministic", "crop", "fp32up", "fp16")
+LEVERS = (
+    "fused",
+    "ema",
+    "ds",
+    "narrow",
+    "compile",
+    "graphs",
+    "cudagraphs",
+    "graphed",
+    "deterministic",
+    "crop",
+    "fp32up",
+    "fp16",
+)
 COMPILE_LEVERS = {"compile": "default", "graphs": "reduce-overhead", "cudagraphs": "cudagraphs"}  # lever -> mode
 
 
@@ -141,6 +156,9 @@ def measure(variant: str, data, args, device: torch.device) -> dict:
         )
     else:
         loader = monai_loader(data, args.batch_size, args.workers, pin=cuda)
+    amp_dtype = torch.float16 if "fp16" in levers else torch.bfloat16
+    if "graphed" in levers:
+        stepped = capture_training_graphs(stepped, True, loader, amp=fast and cuda, amp_dtype=amp_dtype)
     trainer = SupervisedTrainer(
         device=device,
         max_epochs=1,
@@ -150,7 +168,7 @@ def measure(variant: str, data, args, device: torch.device) -> dict:
         optimizer=torch.optim.AdamW(stepped.parameters(), lr=1e-3, fused=cuda and "fused" in levers),
         loss_function=DeepSupervisionLoss(DiceCELoss(to_onehot_y=True, softmax=True, batch=True)),
         amp=fast and cuda,
-        amp_kwargs={"dtype": torch.float16 if "fp16" in levers else torch.bfloat16},
+        amp_kwargs={"dtype": amp_dtype},
         compile=compile_mode is not None,
         compile_kwargs=None if compile_mode is None else compile_kwargs(compile_mode),
         decollate=False,

@@ -100,6 +100,8 @@ BAD_SETTINGS = [
     (["--deterministic", "often"], "'deterministic' is 'often': expected true or false"),
     (["--cudnn_benchmark", "auto"], "'cudnn_benchmark' is 'auto': expected true or false"),
     (["--compile_mode", "fast"], "'compile_mode' is 'fast': choose one of default, reduce-overhead"),
+    (["--cuda_graphs", "often"], "'cuda_graphs' is 'often': expected true or false"),
+    (["--cuda_graphs", "True", "--compile", "True"], "not with compile (its reduce-overhead and cudagraphs modes"),
     (["--decoder_channels", "[64,32]"], "'decoder_channels' is [64, 32]: give 5 whole numbers, coarsest first"),
     (["--resume", "True", "--overwrite", "True"], "resume and overwrite exclude each other"),
     (["--pretrained", "no/such/weights.pt"], "'pretrained' is 'no/such/weights.pt': does not exist"),

@@ -499,6 +499,27 @@ def test_compile_mode_reaches_torch_compile(phantom_dir, tmp_path, monkeypatch, 
     assert compiled == wanted
 
 
+def test_cuda_graphs_on_the_cpu_leave_the_network_as_it_is(phantom_dir, tmp_path, caplog):
+    """``cuda_graphs`` captures only on CUDA (the capture is the GPU benchmarks' to time); on the CPU the
+    run trains without graphs and says so."""
+    workflow = bundle_workflow(
+        dataset_dir=str(phantom_dir), dataset_format="phantom", output_dir=str(tmp_path / "run"), cuda_graphs=True
+    )
+    with caplog.at_level("WARNING", logger="cardioseg.training"):
+        network = workflow.parser.get_parsed_content("train#network")
+    assert network is workflow.parser.get_parsed_content("train#model")
+    assert "cuda_graphs: the network is on cpu, not CUDA; it runs without graphs" in caplog.text
+
+
+def test_cuda_graphs_are_refused_with_several_processes():
+    from cardioseg.settings import SettingError
+    from cardioseg.training.settings import check_single_process_options
+
+    check_single_process_options({"cuda_graphs": "false"})
+    with pytest.raises(SettingError, match="'cuda_graphs' is 'true': not with multi_gpu_train.json"):
+        check_single_process_options({"cuda_graphs": "true"})
+
+
 @pytest.mark.parametrize(("progress", "shown"), [("false", False), ("True", True), (False, False)])
 def test_progress_as_a_command_line_gives_it(capsys, progress, shown):
     """``--progress false`` reaches the bundle as the word "false", which must not show a bar."""

@@ -103,9 +103,22 @@ def compile_kwargs(compile_mode: str) -> dict[str, str]:
 
 def check_run_options(output_dir: Any, options: dict[str, Any]) -> dict[str, Any]:
     """The options that steer a run but are not part of its record, parsed: flags (resume, overwrite,
-    compile, deterministic) and ``compile_mode``, the mode ``torch.compile`` is given."""
+    compile, cuda_graphs, deterministic) and ``compile_mode``, the mode ``torch.compile`` is given."""
     output_folder("output_dir", output_dir)
     parsed = {name: as_flag(value, name) for name, value in options.items() if name != "compile_mode"}
     if "compile_mode" in options:
         parsed["compile_mode"] = choice("compile_mode", options["compile_mode"], COMPILE_MODES)
+    if parsed.get("compile") and parsed.get("cuda_graphs"):
+        raise SettingError(
+            "cuda_graphs",
+            options["cuda_graphs"],
+            "not with compile (its reduce-overhead and cudagraphs modes make CUDA graphs of their own)",
+        )
     return parsed
+
+
+def check_single_process_options(options: dict[str, Any]) -> None:
+    """What ``multi_gpu_train.json`` cannot do: ``cuda_graphs`` (DistributedDataParallel's gradient
+    all-reduce would need capturing too)."""
+    if as_flag(options.get("cuda_graphs", False), "cuda_graphs"):
+        raise SettingError("cuda_graphs", options["cuda_graphs"], "not with multi_gpu_train.json (one process only)")
