@@ -6,12 +6,14 @@
 # then on the device, with carry [".device"]:  STEPS="throughput tta" bash benchmarks/gpu_session.sh
 # One device command may run 600 s and return 8 files: every step writes under $WORK, and the end packs it
 # into $OUT/gpu_session.tgz. Each step's time limit is cut to what is left before DEADLINE (seconds since
-# the script started), so the packing always happens. First, always: the carried xz cache is rewritten
-# uncompressed (as a user keeps it on local disk; the runs read that). Then STARTUP: "warm" (the default)
-# runs a few training steps in a fresh process, which loads the CUDA libraries of a fresh machine once so
-# the steps after it compare like with like (about 25 s); "time" runs benchmarks.startup, which times the
-# parts before steady training in four fresh processes (more than 90 s on a fresh H200; it prints and
-# saves each part as it goes); 0 does neither, for a second call on a warm machine.
+# the script started), so the packing always happens; a tta or accuracy step keeps 30 s of its limit to
+# report its runs from their logs (time_to_accuracy --report-only) when the limit cuts one. First, always:
+# the carried xz cache is rewritten uncompressed (as a user keeps it on local disk; the runs read that).
+# Then STARTUP: "warm" (the default) runs a few training steps in a fresh process, which loads the CUDA
+# libraries of a fresh machine once so the steps after it compare like with like (about 25 s); "time"
+# runs benchmarks.startup, which times the parts before steady training in four fresh processes (more
+# than 90 s on a fresh H200; it prints and saves each part as it goes); 0 does neither, for a second
+# call on a warm machine.
 # Steps (estimates on an H200, from earlier runs):
 #   throughput  fine-tuning train step: the fast path and its levers, VARIANTS, with the torch.profiler
 #               tables of PROFILE, then PROFILE's first at batch 128. The default: the network compiled in
@@ -69,9 +71,13 @@ limit() {  # SECONDS: that, or what is left before DEADLINE less 10 s for packin
 time_to_accuracy() {  # STEP TIMEOUT EPOCHS VARIANTS RESULT_NAME [STOP_AT]: one benchmarks.time_to_accuracy run
   if [ "$SMALL" = 1 ]; then size=(--image-size 64 --epochs 1 --batch-size 4)
   else size=(--epochs "$3" --batch-size 32); fi
-  timeout "$(limit "$2")" $PY -m benchmarks.time_to_accuracy --dataset-dir "$CACHE" --dataset-format cache \
-    --encoder "$ENCODER" "${size[@]}" --learning-rate 0.002 --variants "$4" --name "$5" ${6:+--stop-at "$6"} \
-    --output-dir "/tmp/$1_runs" --out-dir "$WORK" 2>&1 | log "$5"
+  local args=(--dataset-dir "$CACHE" --dataset-format cache --encoder "$ENCODER" "${size[@]}" --learning-rate 0.002
+    --variants "$4" --name "$5" ${6:+--stop-at "$6"} --output-dir "/tmp/$1_runs" --out-dir "$WORK")
+  local seconds; seconds=$(limit "$2"); seconds=$((seconds > 60 ? seconds - 30 : seconds))  # 30 s for a report
+  timeout "$seconds" $PY -m benchmarks.time_to_accuracy "${args[@]}" 2>&1 | log "$5"
+  if [ "${PIPESTATUS[0]}" != 0 ]; then  # cut by its limit: report what the runs logged, on this machine
+    timeout "$(limit 30)" $PY -m benchmarks.time_to_accuracy "${args[@]}" --report-only 2>&1 | log "$5_report"
+  fi
   for run in /tmp/"$1"_runs/*/; do  # the curves, also of a run cut off by its limit
     cp "$run/metrics.jsonl" "$WORK/$1_$(basename "$run").jsonl" 2>/dev/null
     cp "${run%/}.log" "$WORK/$1_$(basename "$run").log" 2>/dev/null  # its console, timestamped

@@ -9,7 +9,9 @@ each mean validation Dice, in seconds since its command started, seconds of trai
 plots the curves. Each variant's seconds are also split into phases: before the first step, the first
 epoch's training, and a later epoch's training and period. The JSON and plot are rewritten after each
 variant. ``--stop-at DICE`` ends each run at the first epoch that reaches it (the bundle's ``stop_at_dice``),
-so a short GPU session spends no time on the rest of a schedule.
+so a short GPU session spends no time on the rest of a schedule. When a time limit kills the benchmark
+during a run, the same command with ``--report-only`` (and ``--output-dir``) reports the runs kept there,
+the cut one with its epochs so far, on the machine that ran them.
 
     python -m benchmarks.time_to_accuracy --dataset-dir ../shared/data/acdc_ssl4mis --encoder resnet50 \\
         --image-size 256 --epochs 50 --batch-size 32 --variants plain,ema,ema+ds+epochs=30
@@ -25,6 +27,7 @@ from pathlib import Path
 from statistics import median
 
 from benchmarks.common import NARROW_DECODER, RESULTS, add_data_arguments, device_tag, table, write_result
+from cardioseg.atomic import write_text_atomic
 from cardioseg.bundle import TRAIN_CONFIG
 from cardioseg.study.packing import BundleRun, run_packed
 from cardioseg.training.convergence import read_metrics
@@ -84,6 +87,8 @@ def variant_overrides(name: str, args: argparse.Namespace) -> dict:
     return overrides
 
 
+STARTED = "started.json"
+"""Under ``--output-dir``: each run's command start (Unix time), by variant."""
 TIMING = ("epoch", "images_seen", "seconds_since_command", "train_seconds", "wall_seconds")
 
 
@@ -95,7 +100,8 @@ def first_reaching(metrics: list[dict], threshold: float) -> dict | None:
 
 
 def run_variant(name: str, out: Path, args: argparse.Namespace) -> list[dict]:
-    """One run as its own process; its log lines with the seconds since the command started added."""
+    """One run as its own process; its log lines with the seconds since the command started added. The
+    start is also kept in ``out/started.json``, so ``--report-only`` can report a run a time limit cut."""
     overrides = {
         "dataset_dir": args.dataset_dir,
         "dataset_format": args.dataset_format,
@@ -109,12 +115,36 @@ def run_variant(name: str, out: Path, args: argparse.Namespace) -> list[dict]:
         **variant_overrides(name, args),
     }
     started = time.time()
-    print(f"{name}: command started at {started:.3f} (Unix time)", flush=True)  # kept if a time limit cuts the run
+    print(f"{name}: command started at {started:.3f} (Unix time)", flush=True)
+    write_text_atomic(out / STARTED, json.dumps({**read_starts(out), name: started}, indent=2) + "\n")
     run_packed([BundleRun(out / name, overrides)], slots=1, progress=False)
-    metrics = read_metrics(out / name / "metrics.jsonl")
+    return since_command(read_metrics(out / name / "metrics.jsonl"), started)
+
+
+def read_starts(out: Path) -> dict[str, float]:
+    path = out / STARTED
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def since_command(metrics: list[dict], started: float) -> list[dict]:
     for line in metrics:
         line["seconds_since_command"] = round(line["time"] - started, 2)
     return metrics
+
+
+def finished_runs(out: Path, names: list[str]) -> dict[str, list[dict]]:
+    """``--report-only``: the runs of ``names`` under ``out`` that logged an epoch, also those a time limit
+    cut (their epochs so far)."""
+    starts, runs = read_starts(out), {}
+    for name in names:
+        log = out / name / "metrics.jsonl"
+        metrics = read_metrics(log) if name in starts and log.exists() else []
+        if metrics:
+            runs[name] = since_command(metrics, starts[name])
+        print(f"{name}: {len(metrics)} epochs logged" if metrics else f"{name}: no epoch logged, left out")
+    if not runs:
+        raise SystemExit(f"--report-only: no run of {', '.join(names)} under {out} logged an epoch")
+    return runs
 
 
 def main() -> None:
@@ -134,11 +164,21 @@ def main() -> None:
     parser.add_argument("--output-dir", type=Path, help="keep the runs here (default: a temporary folder)")
     parser.add_argument("--name", default="time_to_accuracy", help="result files: NAME_<device>.json and .png")
     parser.add_argument("--out-dir", type=Path, help="write the result and plot here (default: benchmarks/results)")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: report the runs under --output-dir, with the epochs of any a time limit cut",
+    )
     args = parser.parse_args()
+    if args.report_only and args.output_dir is None:
+        parser.error("--report-only needs --output-dir, the folder of the runs to report")
 
     names = args.variants.split(",")
     for name in names:
         variant_overrides(name, args)  # an unknown name stops the benchmark before anything runs
+    if args.report_only:
+        report(finished_runs(args.output_dir, names), args)
+        return
     out = args.output_dir or Path(tempfile.mkdtemp(prefix="tta_"))
     runs = {}
     for name in names:
