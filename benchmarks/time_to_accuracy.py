@@ -132,7 +132,7 @@ def since_command(metrics: list[dict], started: float) -> list[dict]:
     return metrics
 
 
-def finished_runs(out: Path, names: list[str]) -> dict[str, list[dict]]:
+def logged_runs(out: Path, names: list[str]) -> dict[str, list[dict]]:
     """``--report-only``: the runs of ``names`` under ``out`` that logged an epoch, also those a time limit
     cut (their epochs so far)."""
     starts, runs = read_starts(out), {}
@@ -177,7 +177,7 @@ def main() -> None:
     for name in names:
         variant_overrides(name, args)  # an unknown name stops the benchmark before anything runs
     if args.report_only:
-        report(finished_runs(args.output_dir, names), args)
+        report(logged_runs(args.output_dir, names), args)
         return
     out = args.output_dir or Path(tempfile.mkdtemp(prefix="tta_"))
     runs = {}

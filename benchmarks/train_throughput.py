@@ -122,6 +122,8 @@ def parse_variant(variant: str) -> tuple[bool, list[str]]:
     base, *levers = variant.split("-")
     if base not in ("monai", "fast") or not set(levers) <= set(LEVERS) or (levers and base != "fast"):
         raise SystemExit(f"unknown variant {variant!r}: monai, or fast with any of -{', -'.join(LEVERS)}")
+    if "graphed" in levers and set(levers) & set(COMPILE_LEVERS):
+        raise SystemExit(f"variant {variant!r}: -graphed captures the network as it is, not with a compile lever")
     return base == "fast", levers
 
 
