@@ -15,21 +15,23 @@
 # than 90 s on a fresh H200; it prints and saves each part as it goes); 0 does neither, for a second
 # call on a warm machine.
 # Steps (estimates on an H200, from earlier runs):
+#   graphtest   tests/test_cuda_graphs.py: a replayed step (cuda_graphs "network" and "step") trains as the
+#               eager one; run it first, so a failed capture is known before the benchmarks use it (40 s)
 #   throughput  fine-tuning train step: the fast path and its levers, VARIANTS, with the torch.profiler
-#               tables of PROFILE, then PROFILE's first at batch 128. The default: the network compiled in
-#               one graph with CUDA graphs (graphs, against 2,102 images/s in 11 graphs), CUDA graphs
-#               captured without tracing (graphed: the bundle's cuda_graphs), in bfloat16 and float16
-#               (fp16: cuDNN's batch norm, 16% less kernel time but host-bound when eager), Dynamo's
-#               cudagraphs, the eager step, the narrow decoder compiled; the JSON is rewritten after each
-#               (issue 10, target 1; give it 300 s: each Inductor compile takes about a minute)
+#               tables of PROFILE, then PROFILE's first at batch 128. The default: the whole step as one
+#               CUDA graph (stepgraph: the bundle's cuda_graphs "step") and the network's graphs captured
+#               without tracing (graphed: cuda_graphs "network"), on whole slices and on windows (crop),
+#               against the eager step and the network compiled in one graph (graphs, against 2,102 images/s
+#               in 11 graphs); the JSON is rewritten after each (issue 10, target 1; give it 300 s: an
+#               Inductor compile takes about a minute)
 #   tta         time to 0.90 val Dice from the command's start, one process per TTA_VARIANTS entry
 #               (levers and bundle overrides joined by +, batch 32 unless one says otherwise; each run
 #               stops at the first epoch with mean val Dice TTA_STOP (0.9; empty: run the whole
-#               schedule). The default: whole slices with CUDA graphs captured without tracing (graphed)
-#               and with Dynamo's cudagraphs, 50 epochs each, then windows (crop) with graphed for 80,
-#               against 84.0 s for crop+cudagraphs on 2026-11-28: about 90 s a run; issue 10, target 2)
-#   accuracy    one long run, ACC_VARIANTS (whole slices, weight average, deep supervision, CUDA graphs
-#               captured without tracing) of ACC_EPOCHS (110: about 130 s if an epoch takes 1 s), then
+#               schedule). The default: windows (crop) with the step graph for 80 epochs, against 84.0 s
+#               for crop+cudagraphs on 2026-11-28; whole slices with the step graph for 50; windows with
+#               the network's graphs (graphed) for 80: about 90 s a run; issue 10, target 2)
+#   accuracy    one long run, ACC_VARIANTS (whole slices, weight average, deep supervision, the step as one
+#               CUDA graph) of ACC_EPOCHS (110: about 130 s if an epoch takes 1 s), then
 #               benchmarks.eval_options on its model (about 40 s; issue 10, target 3)
 #   pretrain    BYOL ResNet-50 224 px pretraining images/s, view loader vs lightly's pipeline (issue 8)
 #   packed      PACKED_RUNS (4) few-label runs of PACKED_EPOCHS (10) at once vs one after another (issue 10,
@@ -94,22 +96,23 @@ case ${STARTUP:-warm} in
   *) echo "STARTUP=$STARTUP: time, warm or 0" >&2; exit 2 ;;
 esac
 CACHE=$PLAIN
-for step in ${STEPS:-throughput tta}; do
+for step in ${STEPS:-graphtest throughput tta}; do
   case $step in
+  graphtest) timeout "$(limit 120)" $PY -m pytest -q -p no:cacheprovider tests/test_cuda_graphs.py 2>&1 | log graph_tests ;;
   throughput)
     if [ "$SMALL" = 1 ]; then size=(--image-size 64 --batch-size 4 --steps 2 --warmup 1 --workers 0 --profile-steps 2)
     else size=(--batch-size "${BATCH:-64}" --steps "${TRAIN_STEPS:-30}" --workers "${WORKERS:-14}"); fi
-    profile=${PROFILE:-fast-fused-graphs,fast-fused-fp16-graphed}
+    profile=${PROFILE:-fast-fused-stepgraph,fast-fused-crop-stepgraph}
     timeout "$(limit "${THROUGHPUT_TIMEOUT:-300}")" $PY -m benchmarks.train_throughput --dataset-dir "$CACHE" \
       --dataset-format cache --encoder "$ENCODER" "${size[@]}" --profile "$profile" \
-      --variants "${VARIANTS:-fast-fused-graphs,fast-fused-graphed,fast-fused-fp16-graphed,fast-fused-cudagraphs,fast-fused,fast-fused-narrow-graphs}" \
+      --variants "${VARIANTS:-fast-fused-stepgraph,fast-fused-graphed,fast-fused,fast-fused-crop-stepgraph,fast-fused-crop-graphed,fast-fused-crop,fast-fused-graphs}" \
       --name train_throughput_levers --out-dir "$WORK" 2>&1 | log throughput
     timeout "$(limit 60)" $PY -m benchmarks.train_throughput --dataset-dir "$CACHE" --dataset-format cache \
       --encoder "$ENCODER" "${size[@]}" --batch-size $((SMALL == 1 ? 8 : 128)) --variants "${profile%%,*}" \
       --name train_throughput_batch128 --out-dir "$WORK" 2>&1 | log throughput_batch128 ;;
-  tta) time_to_accuracy tta "${TTA_TIMEOUT:-420}" "${EPOCHS:-40}" "${TTA_VARIANTS:-ema+ds+no-autotune+graphed+epochs=50,ema+ds+no-autotune+cudagraphs+epochs=50,ema+ds+no-autotune+crop+graphed+epochs=80}" time_to_accuracy "${TTA_STOP-0.9}" ;;
+  tta) time_to_accuracy tta "${TTA_TIMEOUT:-420}" "${EPOCHS:-40}" "${TTA_VARIANTS:-ema+ds+no-autotune+crop+stepgraph+epochs=80,ema+ds+no-autotune+stepgraph+epochs=50,ema+ds+no-autotune+crop+graphed+epochs=80}" time_to_accuracy "${TTA_STOP-0.9}" ;;
   accuracy)
-    time_to_accuracy accuracy "${ACC_TIMEOUT:-400}" "${ACC_EPOCHS:-110}" "${ACC_VARIANTS:-ema+ds+no-autotune+graphed}" accuracy
+    time_to_accuracy accuracy "${ACC_TIMEOUT:-400}" "${ACC_EPOCHS:-110}" "${ACC_VARIANTS:-ema+ds+no-autotune+stepgraph}" accuracy
     for run in /tmp/accuracy_runs/*/; do
       timeout "$(limit 90)" $PY -m benchmarks.eval_options --run-dir "$run" --dataset-dir "$CACHE" \
         --name eval_options --out-dir "$WORK" 2>&1 | log eval_options

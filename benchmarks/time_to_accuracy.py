@@ -29,6 +29,7 @@ from statistics import median
 from benchmarks.common import NARROW_DECODER, RESULTS, add_data_arguments, device_tag, table, write_result
 from cardioseg.atomic import write_text_atomic
 from cardioseg.bundle import TRAIN_CONFIG
+from cardioseg.errors import CardiosegError
 from cardioseg.study.packing import BundleRun, run_packed
 from cardioseg.training.convergence import read_metrics
 from cardioseg.visualize import convergence_plot
@@ -42,7 +43,8 @@ LEVERS = {  # name -> what it changes over the bundle's defaults
     "compile": lambda args: {"compile": True},
     "graphs": lambda args: {"compile": True, "compile_mode": "reduce-overhead"},  # CUDA graphs
     "cudagraphs": lambda args: {"compile": True, "compile_mode": "cudagraphs"},  # CUDA graphs without Inductor
-    "graphed": lambda args: {"cuda_graphs": True},  # CUDA graphs captured as the module is: no tracing
+    "graphed": lambda args: {"cuda_graphs": "network"},  # the network's CUDA graphs, captured with no tracing
+    "stepgraph": lambda args: {"cuda_graphs": "step"},  # the whole training step as one CUDA graph
     "deterministic": lambda args: {"deterministic": True},
     "no-autotune": lambda args: {"cudnn_benchmark": False},  # cuDNN's heuristic kernels, no first-epoch tuning
     "narrow-decoder": lambda args: {"decoder_channels": list(NARROW_DECODER)},
@@ -180,12 +182,19 @@ def main() -> None:
         report(logged_runs(args.output_dir, names), args)
         return
     out = args.output_dir or Path(tempfile.mkdtemp(prefix="tta_"))
-    runs = {}
+    runs, failed = {}, {}
     for name in names:
-        runs[name] = metrics = run_variant(name, out, args)
+        try:
+            runs[name] = metrics = run_variant(name, out, args)
+        except CardiosegError as error:  # a lever that fails on this machine is recorded; the others still run
+            failed[name] = str(error)
+            print(f"{name}: {error}", flush=True)
+            continue
         best = max(metrics, key=lambda m: m["val_dice_mean"] or 0)
         print(f"{name}: best mean val Dice {best['val_dice_mean']} at epoch {best['epoch']} ({best['val_dice']})")
-        report(runs, args)  # after each variant, so a time limit keeps the ones that finished
+        report(runs, args, failed)  # after each variant, so a time limit keeps the ones that finished
+    if failed and not runs:
+        raise SystemExit(f"every run failed: {', '.join(failed)}")
 
 
 def phases(metrics: list[dict]) -> dict:
@@ -208,8 +217,9 @@ def phases(metrics: list[dict]) -> dict:
     }
 
 
-def report(runs: dict[str, list[dict]], args: argparse.Namespace) -> None:
-    """The thresholds table, phases, JSON and plot of the variants run so far."""
+def report(runs: dict[str, list[dict]], args: argparse.Namespace, failed: dict[str, str] | None = None) -> None:
+    """The thresholds table, phases, JSON and plot of the variants run so far (and the errors of those that
+    failed)."""
     rows = []
     for name, metrics in runs.items():
         best = max(metrics, key=lambda m: m["val_dice_mean"] or 0)
@@ -222,6 +232,8 @@ def report(runs: dict[str, list[dict]], args: argparse.Namespace) -> None:
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     variants = {name: variant_overrides(name, args) for name in runs}
     result = {"settings": settings, "variants": variants, "reached": rows, "seconds": seconds, "epochs": runs}
+    if failed:
+        result["failed"] = failed
     print("wrote", write_result(args.name, result, args.out_dir))
     plot = (args.out_dir or RESULTS) / f"{args.name}_{device_tag()}.png"
     labels = {f"{args.encoder}, {name}": metrics for name, metrics in runs.items()}

@@ -9,7 +9,8 @@ Both run MONAI's SupervisedTrainer with the same U-Net, loss, optimiser and batc
   ``-narrow`` the decoder at half its channels (``NARROW_DECODER``), ``-compile`` torch.compile of the
   network, ``-graphs`` the same in mode ``reduce-overhead`` (CUDA graphs), ``-cudagraphs`` CUDA graphs without
   Inductor (the bundle's ``compile_mode`` "cudagraphs"), ``-graphed`` CUDA graphs captured from the module
-  as it is, with no tracing (the bundle's ``cuda_graphs``), ``-deterministic`` cuDNN's deterministic kernels
+  as it is, with no tracing (the bundle's ``cuda_graphs`` "network"), ``-stepgraph`` the whole step (network,
+  loss, optimiser) as one CUDA graph (``cuda_graphs`` "step"), ``-deterministic`` cuDNN's deterministic kernels
   only (what ``set_determinism`` leaves on; the bundle's ``deterministic``), ``-crop`` training on random
   windows of half the side (the bundle's ``crop_size``: images/s then counts windows, not whole slices),
   ``-fp32up`` the decoder's nearest upsampling as MONAI runs it, in float32 under CUDA autocast (every
@@ -54,7 +55,7 @@ from cardioseg.atomic import write_text_atomic
 from cardioseg.nets import build_unet
 from cardioseg.training.augment import AugmentConfig
 from cardioseg.training.averaging import WeightAverage
-from cardioseg.training.cuda_graphs import capture_training_graphs
+from cardioseg.training.cuda_graphs import capture_training_graphs, step_graphs
 from cardioseg.training.data import prepare_finetune_data
 from cardioseg.training.deep_supervision import DeepSupervision
 from cardioseg.training.loaders import TrainSliceLoader
@@ -109,6 +110,7 @@ LEVERS = (
     "graphs",
     "cudagraphs",
     "graphed",
+    "stepgraph",
     "deterministic",
     "crop",
     "fp32up",
@@ -122,8 +124,9 @@ def parse_variant(variant: str) -> tuple[bool, list[str]]:
     base, *levers = variant.split("-")
     if base not in ("monai", "fast") or not set(levers) <= set(LEVERS) or (levers and base != "fast"):
         raise SystemExit(f"unknown variant {variant!r}: monai, or fast with any of -{', -'.join(LEVERS)}")
-    if "graphed" in levers and set(levers) & set(COMPILE_LEVERS):
-        raise SystemExit(f"variant {variant!r}: -graphed captures the network as it is, not with a compile lever")
+    graph_levers = {"graphed", "stepgraph"} & set(levers)
+    if len(graph_levers) > 1 or (graph_levers and set(levers) & set(COMPILE_LEVERS)):
+        raise SystemExit(f"variant {variant!r}: -graphed or -stepgraph capture as it is: one, and no compile lever")
     return base == "fast", levers
 
 
@@ -160,7 +163,7 @@ def measure(variant: str, data, args, device: torch.device) -> dict:
         loader = monai_loader(data, args.batch_size, args.workers, pin=cuda)
     amp_dtype = torch.float16 if "fp16" in levers else torch.bfloat16
     if "graphed" in levers:
-        stepped = capture_training_graphs(stepped, True, loader, amp=fast and cuda, amp_dtype=amp_dtype)
+        stepped = capture_training_graphs(stepped, "network", loader, amp=fast and cuda, amp_dtype=amp_dtype)
     trainer = SupervisedTrainer(
         device=device,
         max_epochs=1,
@@ -175,6 +178,7 @@ def measure(variant: str, data, args, device: torch.device) -> dict:
         compile_kwargs=None if compile_mode is None else compile_kwargs(compile_mode),
         decollate=False,
         optim_set_to_none=True,
+        iteration_update=step_graphs("step" if "stepgraph" in levers else None, stepped),
     )
     without_loss_scaling(trainer)  # bf16 only: float16 keeps MONAI's GradScaler
     WeightAverage(net, 0.99 if "ema" in levers else None).attach(trainer)

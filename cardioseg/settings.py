@@ -33,6 +33,11 @@ def is_none(value: Any) -> bool:
     return value is None or (isinstance(value, str) and value.strip().lower() in _NONE_WORDS)
 
 
+def is_off(value: Any) -> bool:
+    """False, None, or a command line's spelling of either ("false", "0", "null", ...)."""
+    return value is None or value is False or (isinstance(value, str) and value.strip().lower() in _FALSE_WORDS)
+
+
 def as_flag(value: Any, name: str = "flag") -> bool:
     """A boolean setting; also accepts the strings a command line passes ("true", "False", "0", ...)."""
     if isinstance(value, str):

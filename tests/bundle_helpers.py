@@ -12,9 +12,12 @@ import json
 import shutil
 from pathlib import Path
 
+from monai.bundle import ConfigWorkflow
+
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundles" / "cardiac_sax_seg"
 CONFIGS = BUNDLE / "configs"
+TRAIN_CONFIG = CONFIGS / "train.json"
 IMAGE_SIZE = 64
 
 TRAIN_OVERRIDES = {
@@ -66,3 +69,19 @@ def val_patients(run_dir: Path) -> list[str]:
 def frames(patient_dir: Path) -> list[Path]:
     """A raw ACDC patient folder's labelled frames (not the 4D cine, not the ``_gt`` labels)."""
     return sorted(patient_dir.glob("*_frame[0-9][0-9].nii.gz"))
+
+
+TINY = {"encoder": "resnet18", "image_size": 64, "batch_size": 4, "epoch_length": 16, "progress": False}
+
+
+def bundle_workflow(**overrides) -> ConfigWorkflow:
+    """``train.json`` at a tiny size with ``overrides``, initialised (nothing run yet)."""
+    workflow = ConfigWorkflow(
+        config_file=str(TRAIN_CONFIG),
+        logging_file=False,
+        run_id="training",
+        workflow_type=None,
+        **{**TINY, **overrides},
+    )
+    workflow.initialize()
+    return workflow

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
+from bundle_helpers import TINY, TRAIN_CONFIG, bundle_workflow
 from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
 
@@ -17,22 +17,6 @@ from cardioseg.training.convergence import read_metrics
 from cardioseg.training.data import prepare_finetune_data
 from cardioseg.training.deep_supervision import DeepSupervision
 from cardioseg.training.loaders import VolumeLoader, slices_to_volume
-
-REPO = Path(__file__).resolve().parents[1]
-TRAIN_CONFIG = REPO / "bundles" / "cardiac_sax_seg" / "configs" / "train.json"
-TINY = {"encoder": "resnet18", "image_size": 64, "batch_size": 4, "epoch_length": 16, "progress": False}
-
-
-def bundle_workflow(**overrides) -> ConfigWorkflow:
-    workflow = ConfigWorkflow(
-        config_file=str(TRAIN_CONFIG),
-        logging_file=False,
-        run_id="training",
-        workflow_type=None,
-        **{**TINY, **overrides},
-    )
-    workflow.initialize()
-    return workflow
 
 
 def stop_after_epoch(workflow: ConfigWorkflow, epoch: int) -> None:
@@ -497,27 +481,6 @@ def test_compile_mode_reaches_torch_compile(phantom_dir, tmp_path, monkeypatch, 
     )
     workflow.parser.get_parsed_content("train#trainer")
     assert compiled == wanted
-
-
-def test_cuda_graphs_on_the_cpu_leave_the_network_as_it_is(phantom_dir, tmp_path, caplog):
-    """``cuda_graphs`` captures only on CUDA (the capture is the GPU benchmarks' to time); on the CPU the
-    run trains without graphs and says so."""
-    workflow = bundle_workflow(
-        dataset_dir=str(phantom_dir), dataset_format="phantom", output_dir=str(tmp_path / "run"), cuda_graphs=True
-    )
-    with caplog.at_level("WARNING", logger="cardioseg.training"):
-        network = workflow.parser.get_parsed_content("train#network")
-    assert network is workflow.parser.get_parsed_content("train#model")
-    assert "cuda_graphs: the network is on cpu, not CUDA; it runs without graphs" in caplog.text
-
-
-def test_cuda_graphs_are_refused_with_several_processes():
-    from cardioseg.settings import SettingError
-    from cardioseg.training.settings import check_single_process_options
-
-    check_single_process_options({"cuda_graphs": "false"})
-    with pytest.raises(SettingError, match="'cuda_graphs' is 'true': not with multi_gpu_train.json"):
-        check_single_process_options({"cuda_graphs": "true"})
 
 
 @pytest.mark.parametrize(("progress", "shown"), [("false", False), ("True", True), (False, False)])

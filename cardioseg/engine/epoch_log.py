@@ -89,7 +89,7 @@ class EpochLog:
             "train_seconds": round(self.seconds["train"], 3),
             "time": round(time.time(), 3),  # Unix time, so time since the command started can be read
             "train_loss": round(float(self._loss_sum) / max(1, self._iterations), 5),
-            "lr": engine.optimizer.param_groups[0]["lr"],
+            "lr": float(engine.optimizer.param_groups[0]["lr"]),  # a tensor under cuda_graphs "step"
             **self.extra_fields(engine),
         }
         with open(self.path, "a") as handle:

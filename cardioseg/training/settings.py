@@ -17,6 +17,7 @@ from ..settings import (
     real_number,
     whole_number,
 )
+from .cuda_graphs import cuda_graphs_mode
 from .data import DATASET_FORMATS
 
 
@@ -103,11 +104,15 @@ def compile_kwargs(compile_mode: str) -> dict[str, str]:
 
 def check_run_options(output_dir: Any, options: dict[str, Any]) -> dict[str, Any]:
     """The options that steer a run but are not part of its record, parsed: flags (resume, overwrite,
-    compile, cuda_graphs, deterministic) and ``compile_mode``, the mode ``torch.compile`` is given."""
+    compile, deterministic), ``compile_mode``, the mode ``torch.compile`` is given, and ``cuda_graphs``
+    (None, "network" or "step")."""
     output_folder("output_dir", output_dir)
-    parsed = {name: as_flag(value, name) for name, value in options.items() if name != "compile_mode"}
+    words = ("compile_mode", "cuda_graphs")
+    parsed = {name: as_flag(value, name) for name, value in options.items() if name not in words}
     if "compile_mode" in options:
         parsed["compile_mode"] = choice("compile_mode", options["compile_mode"], COMPILE_MODES)
+    if "cuda_graphs" in options:
+        parsed["cuda_graphs"] = cuda_graphs_mode(options["cuda_graphs"])
     if parsed.get("compile") and parsed.get("cuda_graphs"):
         raise SettingError(
             "cuda_graphs",
@@ -120,5 +125,5 @@ def check_run_options(output_dir: Any, options: dict[str, Any]) -> dict[str, Any
 def check_single_process_options(options: dict[str, Any]) -> None:
     """What ``multi_gpu_train.json`` cannot do: ``cuda_graphs`` (DistributedDataParallel's gradient
     all-reduce would need capturing too)."""
-    if as_flag(options.get("cuda_graphs", False), "cuda_graphs"):
+    if cuda_graphs_mode(options.get("cuda_graphs")):
         raise SettingError("cuda_graphs", options["cuda_graphs"], "not with multi_gpu_train.json (one process only)")
