@@ -34,8 +34,9 @@
 #               CUDA graph) of ACC_EPOCHS (110: about 130 s if an epoch takes 1 s), then
 #               benchmarks.eval_options on its model (about 40 s; issue 10, target 3)
 #   pretrain    BYOL ResNet-50 224 px pretraining images/s, view loader vs lightly's pipeline (issue 8)
-#   packed      PACKED_RUNS (4) few-label runs of PACKED_EPOCHS (10) at once vs one after another (issue 10,
-#               target 4; 3 runs of 5 epochs did not finish in 130 s: give it 300 s)
+#   packed      PACKED_RUNS (8) few-label runs of PACKED_EPOCHS (5) one after another and PACKED_SLOTS (4) at
+#               a time, each way with a process per run and with reused worker processes (issue 10, target
+#               4; 3 runs of 5 epochs did not finish in 130 s: give it a call of its own)
 #   ssl         specialist MIM and BYOL pretraining (SSL_EPOCHS, default 50, at 256 px) on the cache's train
 #               patients, then the linear probe of their checkpoints after SSL_CHECKPOINTS epochs and at the
 #               end against a random encoder, SSL_SEEDS (issue 8's evidence; not yet timed on a GPU: give it
@@ -123,8 +124,8 @@ for step in ${STEPS:-graphtest throughput tta}; do
     timeout "$(limit "${PRETRAIN_TIMEOUT:-300}")" $PY -m benchmarks.pretrain_throughput --data "$CACHE" --method byol \
       --encoder "$ENCODER" "${size[@]}" --out-dir "$WORK" 2>&1 | log pretrain_throughput ;;
   packed)
-    if [ "$SMALL" = 1 ]; then size=(--image-size 64 --runs 2 --slots 2 --epochs 1 --epoch-length 32 --batch-size 8)
-    else runs=${PACKED_RUNS:-4}; size=(--image-size 256 --runs "$runs" --slots "$runs" --epochs "${PACKED_EPOCHS:-10}" --epoch-length 320); fi
+    if [ "$SMALL" = 1 ]; then size=(--image-size 64 --runs 3 --slots 2 --epochs 1 --epoch-length 32 --batch-size 8)
+    else size=(--image-size 256 --runs "${PACKED_RUNS:-8}" --slots "${PACKED_SLOTS:-4}" --epochs "${PACKED_EPOCHS:-5}" --epoch-length 320); fi
     timeout "$(limit "${PACKED_TIMEOUT:-300}")" $PY -m benchmarks.packed_runs --dataset-dir "$CACHE" --dataset-format cache \
       --encoder "$ENCODER" --labelled-patients 3 "${size[@]}" --out-dir "$WORK" 2>&1 | log packed_runs ;;
   ssl)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from bundle_helpers import TRAIN_OVERRIDES
 
@@ -38,3 +40,34 @@ def test_a_pack_is_checked_before_anything_starts(tmp_path):
     with pytest.raises(CardiosegError, match="share a run folder"):
         run_packed([BundleRun(tmp_path / "a"), BundleRun(tmp_path / "x" / ".." / "a")], slots=2)
     assert not any(tmp_path.iterdir())
+
+
+def test_reused_processes_give_each_run_its_own_result_and_log(tmp_path, phantom_dir):
+    """One worker process runs three runs in turn: the failed one between two good ones stops neither,
+    both good ones end with the numbers of a run in a fresh process, and each log holds its own run."""
+    settings = TRAIN_OVERRIDES | {"dataset_dir": str(phantom_dir), "epochs": 1, "epoch_length": 16}
+    alone = BundleRun(tmp_path / "alone", settings)
+    run_packed([alone], slots=1, progress=False)
+    runs = [BundleRun(tmp_path / "a", settings), BundleRun(tmp_path / "bad", settings | {"epochs": 0})]
+    runs.append(BundleRun(tmp_path / "b", settings))
+    with pytest.raises(CardiosegError) as caught:
+        run_packed(runs, slots=1, progress=False, reuse_processes=True)
+    assert str(caught.value).startswith("1 of 3 runs failed")
+    assert f"{tmp_path / 'bad'} (exit 1, log {tmp_path / 'bad.log'}): cardioseg: error:" in str(caught.value)
+    expected = [(m["train_loss"], m["val_dice"]) for m in read_metrics(alone.output_dir / "metrics.jsonl")]
+    for name in ("a", "b"):
+        assert [(m["train_loss"], m["val_dice"]) for m in read_metrics(tmp_path / name / "metrics.jsonl")] == expected
+        assert f"starting run in {tmp_path / name}:" in (tmp_path / f"{name}.log").read_text()
+    assert str(tmp_path / "a") not in (tmp_path / "b.log").read_text()
+
+
+def test_a_run_that_ends_its_worker_fails_alone(tmp_path, phantom_dir):
+    """A run that takes its process down (a crash, an out-of-memory kill; here ``os._exit``) is reported
+    with the worker's exit status; the slot starts a new worker for the next run."""
+    crash = tmp_path / "crash.json"
+    crash.write_text(json.dumps({"imports": ["$import os"], "training": ["$os._exit(3)"]}))
+    settings = TRAIN_OVERRIDES | {"dataset_dir": str(phantom_dir), "epochs": 1, "epoch_length": 16}
+    runs = [BundleRun(tmp_path / "crash", config_file=crash), BundleRun(tmp_path / "after", settings)]
+    with pytest.raises(CardiosegError, match=r"1 of 2 runs failed:\n  .*crash \(exit 3, .*worker process ended"):
+        run_packed(runs, slots=1, progress=False, reuse_processes=True)
+    assert read_metrics(tmp_path / "after" / "metrics.jsonl")[0]["val_dice_mean"] is not None

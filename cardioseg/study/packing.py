@@ -5,18 +5,21 @@ validating and logging; run one after another, the device waits through all of t
 its own ``python -m monai.bundle run training --args_file ARGS`` process (MONAI's way to hand a run many
 settings with their JSON types), at most ``slots`` at a time, so runs share nothing but the device: each
 keeps its own run folder, lock, resume and log, and gives the same result as when run alone (up to
-floating point on the CPU, where the cores are split between the runs). A failed run does not stop the
-others; the failures are reported together at the end, each with its log.
+floating point on the CPU, where the cores are split between the runs). Or, for grids of many short runs,
+each slot keeps one process that runs its runs one after another (``reuse_processes``,
+``cardioseg.study.worker``), so the imports are paid once per slot rather than once per run. A failed run
+does not stop the others; the failures are reported together at the end, each with its log.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
 import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,26 +56,70 @@ class RunOutcome:
         return lines[-1] if lines else "(no output)"
 
 
-def _start(run: BundleRun, args_dir: Path, index: int, threads: int) -> subprocess.Popen:
-    args_file = args_dir / f"run{index}.json"
-    args_file.write_text(
-        json.dumps(
-            {"config_file": str(run.config_file), "output_dir": str(run.output_dir), **run.overrides}, default=str
-        )
-    )
-    env = os.environ | {"OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
+def _args_file(run: BundleRun, args_dir: Path, index: int) -> Path:
+    """The run's settings for ``--args_file``, with their JSON types."""
+    path = args_dir / f"run{index}.json"
+    settings = {"config_file": str(run.config_file), "output_dir": str(run.output_dir), **run.overrides}
+    path.write_text(json.dumps(settings, default=str))
+    return path
+
+
+def _environment(threads: int) -> dict[str, str]:
+    return os.environ | {"OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
+
+
+def _run_alone(run: BundleRun, args_file: Path, threads: int) -> int:
+    """The run as its own ``python -m monai.bundle run`` process; its exit status."""
     command = [sys.executable, "-m", "monai.bundle", "run", run.run_id, "--args_file", str(args_file)]
-    run.output_dir.parent.mkdir(parents=True, exist_ok=True)
     with run.log.open("a") as log:  # appended: an earlier attempt's log is the user's, never overwritten
-        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=_environment(threads)).wait()
 
 
-def run_packed(runs: list[BundleRun], slots: int, *, progress: bool = True) -> list[RunOutcome]:
+class _Worker:
+    """One slot's ``cardioseg.study.worker`` process, started at the slot's first run and again after one
+    that ended it (a crash, an out-of-memory kill): that run fails, the next ones still run."""
+
+    def __init__(self, threads: int):
+        self.threads = threads
+        self.process: subprocess.Popen | None = None
+
+    def run(self, run: BundleRun, args_file: Path) -> int:
+        if self.process is None or self.process.poll() is not None:
+            command = [sys.executable, "-m", "cardioseg.study.worker"]
+            pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
+            self.process = subprocess.Popen(command, env=_environment(self.threads), **pipes)
+        request = {
+            "run_id": run.run_id,
+            "args_file": str(args_file),
+            "log": str(run.log),
+            "output_dir": str(run.output_dir),
+        }
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        answer = self.process.stdout.readline()
+        if answer:
+            return int(json.loads(answer)["returncode"])
+        status = self.process.wait() or 1
+        with run.log.open("a") as log:
+            print(f"cardioseg: error: the worker process ended (exit {status}) during this run", file=log)
+        return status
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.stdin.close()
+            self.process.wait()
+
+
+def run_packed(
+    runs: list[BundleRun], slots: int, *, progress: bool = True, reuse_processes: bool = False
+) -> list[RunOutcome]:
     """Run every run, at most ``slots`` at once; outcomes in the order given. Raises a CardiosegError naming
     each failed run, its log and its last line, after the others have finished.
 
-    On the CPU each run gets ``cpu_count // slots`` threads (at least one), so packed runs do not fight
-    over the cores; on a GPU they share the device as separate CUDA contexts.
+    Each run is its own process, or with ``reuse_processes`` each slot keeps one worker process
+    (``cardioseg.study.worker``) that runs its share one after another and pays the imports once. On the
+    CPU each process gets ``cpu_count // slots`` threads (at least one), so packed runs do not fight over
+    the cores; on a GPU they share the device as separate CUDA contexts.
     """
     if not isinstance(slots, int) or slots < 1:
         raise SettingError("slots", slots, "must be a whole number of at least 1")
@@ -81,14 +128,33 @@ def run_packed(runs: list[BundleRun], slots: int, *, progress: bool = True) -> l
         raise CardiosegError("two runs of one pack share a run folder: a run folder belongs to one run")
     threads = max(1, (os.cpu_count() or 1) // min(slots, max(1, len(runs))))
     outcomes: dict[int, RunOutcome] = {}
+    pending: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for index in range(len(runs)):
+        pending.put(index)
     with tempfile.TemporaryDirectory(prefix="cardioseg_pack_") as args_dir, ThreadPoolExecutor(slots) as pool:
+        args_files = [_args_file(run, Path(args_dir), index) for index, run in enumerate(runs)]
+        bar = tqdm(total=len(runs), desc="runs", unit="run", disable=not progress)
 
-        def launch(index: int) -> RunOutcome:
-            return RunOutcome(runs[index], _start(runs[index], Path(args_dir), index, threads).wait())
+        def slot() -> None:
+            worker = _Worker(threads) if reuse_processes else None
+            try:
+                while True:
+                    try:
+                        index = pending.get_nowait()
+                    except queue.Empty:
+                        return
+                    run, args_file = runs[index], args_files[index]
+                    run.output_dir.parent.mkdir(parents=True, exist_ok=True)
+                    status = worker.run(run, args_file) if worker else _run_alone(run, args_file, threads)
+                    outcomes[index] = RunOutcome(run, status)
+                    bar.update()
+            finally:
+                if worker is not None:
+                    worker.close()
 
-        futures = {pool.submit(launch, i): i for i in range(len(runs))}
-        for future in tqdm(as_completed(futures), total=len(runs), desc="runs", unit="run", disable=not progress):
-            outcomes[futures[future]] = future.result()
+        for future in [pool.submit(slot) for _ in range(min(slots, len(runs)))]:
+            future.result()
+        bar.close()
     ordered = [outcomes[i] for i in range(len(runs))]
     failed = [o for o in ordered if o.returncode != 0]
     if failed:
