@@ -9,9 +9,9 @@ for a convolution whichever way it was chosen, so a second setting in the same p
 first one's choices and autotune nothing. Each such process first runs one small step of another shape,
 which loads the CUDA libraries (timed apart). A step is timed to the device's synchronisation. Time to
 accuracy (``benchmarks.time_to_accuracy``) reports the total of these as "before the first step" and "the
-first epoch's training"; this says which part is which. Last, ``import monai`` again in a fresh process under
-``python -X importtime``, summed by top-level package: MONAI imports every optional package it finds installed,
-so the machine's environment, not MONAI alone, decides that part.
+first epoch's training"; this says which part is which. Before the steps, ``import monai`` again in a fresh
+process under ``python -X importtime``, summed by top-level package: MONAI imports every optional package
+it finds installed, so the machine's environment, not MONAI alone, decides that part.
 
     python -m benchmarks.startup --cache acdc256.xz --plain acdc256.npz --encoder resnet50 --batch-size 64
 """
@@ -134,12 +134,13 @@ def main() -> None:
     for compression, path in (("xz", args.cache), ("none", args.plain)):
         measured(f"load_cache ({compression}, {path.stat().st_size / 1e6:.0f} MB)", timed(load_cache, path)[0])
     measured("build the network", timed(build_unet, args.encoder)[0])
+    imports.update(import_breakdown())  # before the step processes: the largest part, and a limit may cut them
+    print(f"import monai again, fresh process: {imports}", flush=True)
     save()
     for mode in ("heuristic", "benchmark"):
         steps[mode] = in_fresh_process(args, mode)
         print(f"{mode} process: {steps[mode]}", flush=True)
         save()
-    imports.update(import_breakdown())
     rows = [{"part": name, "seconds": value} for name, value in parts.items()]
     for mode, times in steps.items():
         rows += [
