@@ -19,6 +19,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from cardioseg.nets import build_unet
 from cardioseg.settings import SettingError
+from cardioseg.training.convergence import read_metrics
 from cardioseg.training.cuda_graphs import (
     GraphedTrainStep,
     TrainingState,
@@ -213,3 +214,34 @@ def test_a_replayed_step_trains_as_the_eager_one(scope):
             assert (graphed_change - eager_change).norm() <= 0.05 * eager_change.norm() + 1e-6, name
     lr = [float(trainers[way].optimizer.param_groups[0]["lr"]) for way in ("eager", "graphed")]
     assert lr[1] == pytest.approx(lr[0])
+
+
+@needs_cuda
+def test_the_bundle_trains_and_resumes_with_the_step_graph(phantom_dir, tmp_path):
+    """The bundle with ``cuda_graphs`` "step", weight average and deep supervision: the epochs of an eager
+    run, within floating point, with the learning rate logged as a number; and a run stopped after an
+    epoch resumes (its optimiser state and learning rate restored before the capture) to the same end."""
+    common = {
+        "dataset_dir": str(phantom_dir),
+        "dataset_format": "phantom",
+        "epochs": 2,
+        "ema_decay": 0.9,
+        "deep_supervision": 2,
+        "deterministic": True,
+    }
+    bundle_workflow(output_dir=str(tmp_path / "eager"), **common).run()
+    bundle_workflow(output_dir=str(tmp_path / "graphed"), cuda_graphs="step", **common).run()
+    interrupted = bundle_workflow(output_dir=str(tmp_path / "resumed"), cuda_graphs="step", **common)
+    trainer = interrupted.parser.get_parsed_content("train#trainer")
+    trainer.add_event_handler(Events.EPOCH_COMPLETED(once=1), lambda engine: engine.terminate())
+    interrupted.run()
+    bundle_workflow(output_dir=str(tmp_path / "resumed"), cuda_graphs="step", resume=True, **common).run()
+    eager, graphed, resumed = (
+        read_metrics(tmp_path / name / "metrics.jsonl") for name in ("eager", "graphed", "resumed")
+    )
+    assert [m["epoch"] for m in resumed] == [1, 2]
+    for a, b, c in zip(eager, graphed, resumed, strict=True):
+        assert isinstance(b["lr"], float) and b["lr"] == pytest.approx(a["lr"])
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=2e-2)
+        assert c["train_loss"] == pytest.approx(b["train_loss"], rel=2e-2)
+        assert c["val_dice_mean"] == pytest.approx(b["val_dice_mean"], abs=0.05)
