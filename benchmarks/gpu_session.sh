@@ -16,7 +16,7 @@
 # call on a warm machine.
 # Steps (estimates on an H200, from earlier runs):
 #   graphtest   tests/test_cuda_graphs.py: a replayed step (cuda_graphs "network" and "step") trains as the
-#               eager one; run it first, so a failed capture is known before the benchmarks use it (40 s)
+#               eager one; run it first, so a failed capture is known before the benchmarks use it (about 60 s)
 #   throughput  fine-tuning train step: the fast path and its levers, VARIANTS, with the torch.profiler
 #               tables of PROFILE, then PROFILE's first at batch 128. The default: the whole step as one
 #               CUDA graph (stepgraph: the bundle's cuda_graphs "step") and the network's graphs captured
@@ -99,7 +99,7 @@ esac
 CACHE=$PLAIN
 for step in ${STEPS:-graphtest throughput tta}; do
   case $step in
-  graphtest) timeout "$(limit 120)" $PY -m pytest -q -p no:cacheprovider tests/test_cuda_graphs.py 2>&1 | log graph_tests ;;
+  graphtest) timeout "$(limit 150)" $PY -m pytest -q -p no:cacheprovider tests/test_cuda_graphs.py 2>&1 | log graph_tests ;;
   throughput)
     if [ "$SMALL" = 1 ]; then size=(--image-size 64 --batch-size 4 --steps 2 --warmup 1 --workers 0 --profile-steps 2)
     else size=(--batch-size "${BATCH:-64}" --steps "${TRAIN_STEPS:-30}" --workers "${WORKERS:-14}"); fi
