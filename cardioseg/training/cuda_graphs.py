@@ -64,18 +64,16 @@ def capture_training_graphs(
     The graphs are captured on the first batch of ``loader``, whose images have every training batch's
     shape, dtype and memory format (the training loaders yield only full batches). The capture runs under
     the autocast the trainer uses (``amp``, ``amp_dtype``), without autocast's weight cache, which graphs
-    do not allow. The batch-norm statistics its warm-up steps move are put back, so the first real step
+    do not allow. What its warm-up steps move (batch-norm statistics) is put back, so the first real step
     starts where an eager run's would. In eval mode the module runs as it is.
     """
     if cuda_graphs_mode(mode) != "network" or not _on_cuda(module, "network"):
         return module
     sample = next(iter(loader))["image"]
-    buffers = {name: buffer.clone() for name, buffer in module.named_buffers()}
+    before = TrainingState(module)
     with torch.autocast("cuda", dtype=amp_dtype, enabled=amp, cache_enabled=False):
         graphed = torch.cuda.make_graphed_callables(module.train(), (sample,))
-    with torch.no_grad():
-        for name, buffer in graphed.named_buffers():
-            buffer.copy_(buffers[name])
+    before.restore()
     logger.info("cuda_graphs: training forward and backward captured for batches of %s", tuple(sample.shape))
     return graphed
 
@@ -89,25 +87,26 @@ def step_graphs(mode: Any, network: torch.nn.Module, warmup_steps: int = 3) -> G
 
 
 class TrainingState:
-    """A copy of what a training step changes (the network's parameters and buffers, the optimiser's
-    state), put back in place, into the same tensors, so that a graph that captured them still sees them.
+    """A copy of what warm-up steps before a capture change (the network's parameters and buffers, the
+    optimiser's state if one is given), put back in place, into the same tensors, so that a graph that
+    captured them still sees them.
 
     Optimiser state made after the copy (a fresh run's first steps) is zeroed: Adam's moments and step
     count start at zero."""
 
-    def __init__(self, network: torch.nn.Module, optimizer: torch.optim.Optimizer):
+    def __init__(self, network: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None):
         self.network, self.optimizer = network, optimizer
         self.tensors = {name: value.detach().clone() for name, value in network.state_dict().items()}
         self.optimizer_state = {
             param: {key: value.clone() for key, value in state.items() if torch.is_tensor(value)}
-            for param, state in optimizer.state.items()
+            for param, state in ({} if optimizer is None else optimizer.state).items()
         }
 
     @torch.no_grad()
     def restore(self) -> None:
         for name, value in self.network.state_dict().items():
             value.copy_(self.tensors[name])
-        for param, state in self.optimizer.state.items():
+        for param, state in ({} if self.optimizer is None else self.optimizer.state).items():
             saved = self.optimizer_state.get(param)
             for key, value in state.items():
                 if torch.is_tensor(value) and saved is not None:
