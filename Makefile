@@ -36,6 +36,7 @@ demo: $(STAMP)
 	rm -rf $(DEMO)/study
 	$(STACK) $(PY) app -i $(DEMO)/phantom/studies/patient010 -o $(DEMO)/study -m $(DEMO)/run/cardiac_sax_seg
 	$(STACK) $(CLI) phantom-compare $(DEMO)/study/indices.json $(DEMO)/phantom/ground_truth.json
+	$(STACK) $(CLI) study --config paper --config demo --out $(DEMO)/experiment --overwrite true
 
 # dciodvfy (Debian's dicom3tools) validates the app's DICOM SEG in the tests; they skip, saying why, without it.
 dciodvfy:

@@ -1,10 +1,10 @@
 """Build step that pyproject.toml cannot express: ship the configs that live beside the package inside it.
 
-The MONAI bundle (``bundles/cardiac_sax_seg``) and the pretraining recipes (``pretraining/configs``) live
-outside the ``cardioseg`` package, where MONAI users and the docs expect them, so package data cannot name
-them. A wheel gets copies at ``cardioseg/bundles/cardiac_sax_seg`` and ``cardioseg/pretraining/configs``,
-which the package looks for first (``cardioseg.bundle``, ``cardioseg.ssl.recipes``); editable installs and
-the source checkout read the originals. Everything else is configured in pyproject.toml.
+The MONAI bundle (``bundles/cardiac_sax_seg``), the pretraining recipes (``pretraining/configs``) and the
+study configs (``experiments/configs``) live outside the ``cardioseg`` package, where MONAI users and the
+docs expect them, so package data cannot name them. A wheel gets copies at the same paths inside
+``cardioseg/``, which the package looks for first (``cardioseg.shipped``); editable installs and the source
+checkout read the originals. Everything else is configured in pyproject.toml.
 """
 
 import shutil
@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent
 DATA_TREES = {
     ROOT / "bundles" / "cardiac_sax_seg": Path("cardioseg") / "bundles" / "cardiac_sax_seg",
     ROOT / "pretraining" / "configs": Path("cardioseg") / "pretraining" / "configs",
+    ROOT / "experiments" / "configs": Path("cardioseg") / "experiments" / "configs",
 }
 SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", "models", "runs", "eval")
 

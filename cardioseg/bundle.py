@@ -27,6 +27,7 @@ from typing import Any
 from .atomic import atomic_directory, write_text_atomic
 from .errors import CardiosegError, DataError, cardioseg_cause
 from .settings import as_flag, is_none
+from .shipped import shipped_dir
 
 __all__ = [
     "BUNDLE_DIR",
@@ -43,19 +44,7 @@ __all__ = [
 BUNDLE_NAME = "cardiac_sax_seg"
 
 
-def _find_bundle() -> Path:
-    """The bundle folder: the copy a wheel installs inside the package (``cardioseg/bundles/``), else the
-    source checkout's ``bundles/`` beside the package (editable installs, running from the repository)."""
-    for candidate in (
-        Path(__file__).resolve().parent / "bundles" / BUNDLE_NAME,
-        Path(__file__).resolve().parents[1] / "bundles" / BUNDLE_NAME,
-    ):
-        if (candidate / "configs" / "train.json").is_file():
-            return candidate
-    return Path(__file__).resolve().parents[1] / "bundles" / BUNDLE_NAME  # named in the error that follows
-
-
-BUNDLE_DIR = _find_bundle()
+BUNDLE_DIR = shipped_dir(f"bundles/{BUNDLE_NAME}", "configs/train.json")
 TRAIN_CONFIG = BUNDLE_DIR / "configs" / "train.json"
 LARGE_FILES = "large_files.yml"
 MODEL_FILES = ("models/model.pt", "models/model.ts", "models/model.onnx")

@@ -80,7 +80,7 @@ def cmd_data_cache(args: argparse.Namespace) -> None:
     )
 
 
-def run_config(run_id: str, config_file: Path, **overrides: object) -> None:
+def run_config(run_id: str, config_file: Path | list[Path], **overrides: object) -> None:
     """``python -m monai.bundle run RUN_ID --config_file ...`` in this process; an error meant for the user
     (which MONAI wraps in its own) is raised as itself, so ``main`` prints it as one line."""
     from monai.bundle import run
@@ -88,7 +88,8 @@ def run_config(run_id: str, config_file: Path, **overrides: object) -> None:
     # MONAI warns that a config runs code; these are the package's own.
     warnings.filterwarnings("ignore", message="parsing config_file", category=UserWarning)
     try:
-        run(run_id, config_file=str(config_file), **overrides)
+        files = [str(path) for path in config_file] if isinstance(config_file, list) else str(config_file)
+        run(run_id, config_file=files, **overrides)
     except RuntimeError as exc:
         cause = cardioseg_cause(exc)
         if cause is None:
@@ -121,6 +122,16 @@ def cmd_pretrain(args: argparse.Namespace, overrides: list[str]) -> None:
     if not show_progress(args):
         settings["progress"] = False
     run_config("pretraining", recipe_path(args.recipe), **{**settings, **parse_overrides(overrides)})
+
+
+def cmd_study(args: argparse.Namespace, overrides: list[str]) -> None:
+    """Run a study config (several: later ones overlay earlier ones); every further ``--key value`` is a
+    config override (``--seeds "[0, 1]"``, ``--finetune#epochs 20``)."""
+    from .bundle import parse_overrides
+    from .study.plan import study_config
+
+    settings = {"output_dir": str(args.out)} | ({} if show_progress(args) else {"progress": False})
+    run_config("study", [study_config(name) for name in args.config], **settings, **parse_overrides(overrides))
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -274,6 +285,19 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--recipe", default="specialist", help="generalist, specialist, hierarchical or a .json")
     pretrain.add_argument("--out", type=Path, required=True, help="the run's output_dir")
     pretrain.set_defaults(func=cmd_pretrain, takes_overrides=True)
+
+    study = commands.add_parser(
+        "study",
+        help="the paper's study: pretraining strategies x label budgets x seeds, with figures and a report",
+        description="Runs a study config of experiments/configs (paper; small and demo overlay it) or a .json of "
+        "your own; repeat --config to overlay one on another. Any further '--key value' is a config override, e.g. "
+        "--seeds '[0, 1]' --label_budgets '[1, 3, null]' --finetune#epochs 20 --slots 2 --resume true.",
+    )
+    study.add_argument(
+        "--config", action="append", required=True, help="paper, small, demo, or a study .json; repeat to overlay"
+    )
+    study.add_argument("--out", type=Path, required=True, help="the study's folder")
+    study.set_defaults(func=cmd_study, takes_overrides=True)
 
     export = commands.add_parser(
         "export", help="package a trained run as a bundle: ONNX + TorchScript export, sha256 in metadata"

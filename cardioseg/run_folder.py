@@ -44,6 +44,8 @@ class RunFolderError(CardiosegError):
 class RunFolder:
     """The output folder of one run (``settings`` are what the run records and a resume must match)."""
 
+    OUTPUTS = RUN_OUTPUTS  # what marks the folder as holding a run, and what overwrite removes
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
@@ -53,7 +55,7 @@ class RunFolder:
 
     def outputs(self) -> list[str]:
         """The run outputs present in the folder (empty for a new or unrelated folder)."""
-        return [name for name in RUN_OUTPUTS if (self.path / name).exists()]
+        return [name for name in self.OUTPUTS if (self.path / name).exists()]
 
     def read_record(self) -> dict[str, Any]:
         """The recorded ``data.json``; a missing or unreadable one is an error naming it."""

@@ -24,8 +24,12 @@ class SettingError(CardiosegError):
     """A setting with a value outside what it allows."""
 
     def __init__(self, name: str, value: Any, allowed: str):
-        self.name = name
+        self.name, self.value, self.allowed = name, value, allowed
         super().__init__(f"setting {name!r} is {value!r}: {allowed}")
+
+    def within(self, prefix: str) -> SettingError:
+        """The same error for a setting nested in ``prefix`` (``finetune#epochs``, MONAI's id separator)."""
+        return SettingError(f"{prefix}#{self.name}", self.value, self.allowed)
 
 
 def is_none(value: Any) -> bool:

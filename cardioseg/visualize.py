@@ -22,6 +22,15 @@ LABEL_COLOURS = ("#00000000", "#3b82f6", "#22c55e", "#ef4444")
 LABEL_CMAP = ListedColormap(LABEL_COLOURS)
 
 
+def save_figure(fig: plt.Figure, path: str | Path) -> Path:
+    """The figure as a 100 dpi PNG, written atomically, and closed."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return path
+
+
 def mid_slice(record: Record) -> int:
     """The slice with the most foreground (or the middle one when unlabelled)."""
     if record.label is not None and record.label.any():
@@ -49,11 +58,7 @@ def contact_sheet(records: Sequence[Record], path: str | Path, columns: int = 4,
     if title:
         fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def convergence_plot(
@@ -80,8 +85,4 @@ def convergence_plot(
     if title:
         fig.suptitle(title)
     fig.tight_layout(rect=(0, legend_inches / fig.get_figheight() + 0.02, 1, 1))
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

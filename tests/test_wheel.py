@@ -1,4 +1,5 @@
-"""``pip install .`` (what a Dockerfile does) gives working ``cardioseg finetune`` and ``cardioseg export``.
+"""``pip install .`` (what a Dockerfile does) gives working ``cardioseg finetune`` and ``cardioseg export``,
+and the pretraining recipes and study configs those name.
 
 The wheel is built from a copy of the source (no build folders in the checkout), installed with
 ``--target`` into a temporary folder, and run with ``python -S`` so that only that folder and the
@@ -18,7 +19,16 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCE = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "cardioseg", "bundles", "pretraining")
+SOURCE = (
+    "pyproject.toml",
+    "setup.py",
+    "MANIFEST.in",
+    "README.md",
+    "cardioseg",
+    "bundles",
+    "pretraining",
+    "experiments",
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +52,8 @@ def installed(tmp_path_factory) -> Path:
         names = archive.namelist()
     assert {name.split("/")[0] for name in names} == {"cardioseg", wheel.name.split("-")[0] + "-0.1.0.dist-info"}
     assert "cardioseg/bundles/cardiac_sax_seg/configs/train.json" in names
-    assert not (REPO / "pretraining" / "configs").is_dir() or any(
-        name.startswith("cardioseg/pretraining/configs/") for name in names
-    )
+    assert "cardioseg/pretraining/configs/specialist.json" in names
+    assert "cardioseg/experiments/configs/paper.json" in names
     target = work / "site"
     subprocess.run([*pip, "install", "--no-deps", "--no-compile", "--target", str(target), str(wheel)],
                    check=True, timeout=300)  # fmt: skip
@@ -52,12 +61,11 @@ def installed(tmp_path_factory) -> Path:
 
 
 WHERE = """
-import importlib.util
 import cardioseg, cardioseg.bundle
 print(cardioseg.__file__, cardioseg.bundle.TRAIN_CONFIG)
-if importlib.util.find_spec("cardioseg.ssl.recipes"):
-    from cardioseg.ssl.recipes import recipes_dir
-    print(recipes_dir())
+from cardioseg.ssl.recipes import recipes_dir
+from cardioseg.study.plan import study_config
+print(recipes_dir(), study_config("paper"))
 """
 
 
@@ -73,7 +81,7 @@ def run_installed(target: Path, args: list[str], cwd: Path) -> subprocess.Comple
 def test_installed_wheel_finetunes_and_exports(installed, phantom_dir, tmp_path):
     where = run_installed(installed, ["-c", WHERE], cwd=tmp_path)
     assert where.returncode == 0, where.stderr
-    for found in where.stdout.split():  # the package, the bundle and the pretraining recipes: not the checkout
+    for found in where.stdout.split():  # the package, the bundle, the recipes, the study: not the checkout
         assert Path(found).is_relative_to(installed) and Path(found).exists(), found
 
     cli = str(installed / "bin" / "cardioseg")

@@ -35,6 +35,11 @@ def is_milestone(epoch: int) -> bool:
     return epoch == 25
 
 
+def checkpoint_name(epoch: int | None) -> str:
+    """A run's checkpoint file in ``models/``: the milestone after ``epoch``, or ``final.pt`` for None."""
+    return "final.pt" if epoch is None else f"epoch_{epoch:04d}.pt"
+
+
 def init_chain(loaded: LoadedWeights | None) -> list[dict[str, Any]]:
     """Where the weights started, earliest first: a pretraining checkpoint brings its own chain along."""
     if loaded is None:
@@ -63,11 +68,11 @@ class PretrainCheckpointer(ResumeCheckpointer):
         self.header = header
 
     def milestone_path(self, epoch: int) -> Path:
-        return self.ckpt_dir / f"epoch_{epoch:04d}.pt"
+        return self.ckpt_dir / checkpoint_name(epoch)
 
     @property
     def final_path(self) -> Path:
-        return self.ckpt_dir / "final.pt"
+        return self.ckpt_dir / checkpoint_name(None)
 
     def save(self, engine: Engine) -> None:
         epoch = engine.state.epoch

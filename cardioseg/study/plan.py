@@ -1,0 +1,304 @@
+"""A study's settings checked and laid out as runs: which pretrainings, which fine-tunings, in which folders.
+
+A study (``experiments/configs/*.json``) names pretraining runs (a recipe of ``pretraining/configs`` with
+overrides, ``pretraining_defaults`` for those all runs share, optionally started from another of the
+study's pretrainings: the hierarchical chain),
+strategies (where fine-tuning starts: random, a weights file or name, or one of the study's pretrainings
+at its end or at a milestone epoch), label budgets (labelled training patients; ``null`` for all) and
+seeds, plus the fine-tuning settings every run shares. Every setting, the recipes' and the bundle's
+included, is checked here before any run starts, so a typo fails in a second rather than after hours of
+pretraining. The folder layout:
+
+    OUT/pretraining/NAME/                       a recipe's run folder (models/final.pt, epoch_NNNN.pt ...)
+    OUT/finetune/STRATEGY/N_patients/seedK/     a bundle run folder (metrics.jsonl: one line per epoch)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from ..bundle import TRAIN_CONFIG
+from ..settings import SettingError, is_none, real_number, whole_number
+from ..shipped import named_config
+from ..ssl.checkpoints import checkpoint_name, is_milestone
+from ..ssl.recipes import recipe_path
+from ..ssl.settings import check_pretrain_settings
+from ..training.settings import check_finetune_settings
+from .packing import BundleRun
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+STUDIES = ("paper", "small", "demo")  # experiments/configs: the paper's study, and overlays that scale it down
+# What the study sets on each fine-tuning run itself: the grid's coordinates and the run's folder.
+SET_BY_STUDY = (
+    "output_dir",
+    "pretrained",
+    "num_labelled_patients",
+    "num_labelled_slices",
+    "seed",
+    "resume",
+    "overwrite",
+)
+# Per-strategy keys that are the study's, not the bundle's.
+STRATEGY_KEYS = ("pretraining", "epoch")
+
+
+@dataclass(frozen=True)
+class PretrainingRun:
+    """One recipe run; ``init`` names the study's pretraining it starts from (its ``final.pt``), if any."""
+
+    name: str
+    recipe: Path
+    overrides: dict
+    init: str | None
+    folder: Path
+
+    def bundle_run(self, pretraining: dict[str, PretrainingRun]) -> BundleRun:
+        overrides = dict(self.overrides, progress=False)
+        if self.init is not None:
+            overrides["init"] = str(pretraining[self.init].checkpoint(None))
+        return BundleRun(self.folder, overrides, config_file=self.recipe, run_id="pretraining")
+
+    def checkpoint(self, epoch: int | None) -> Path:
+        return self.folder / "models" / checkpoint_name(epoch)
+
+    def finished(self) -> bool:
+        return self.checkpoint(None).is_file()
+
+
+@dataclass(frozen=True)
+class FinetuneRun:
+    """One bundle run of the grid: a strategy, a label budget (patients; None for all) and a seed."""
+
+    strategy: str
+    budget: int | None
+    seed: int
+    settings: dict = field(hash=False)
+    folder: Path = field(default=Path())
+
+    def bundle_run(self) -> BundleRun:
+        return BundleRun(self.folder, dict(self.settings, progress=False))
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """Where fine-tuning starts: ``pretrained`` (None, a weights file or name) or the study's pretraining
+    ``pretraining`` (at ``epoch``, or its end), with bundle ``overrides`` of its own (``freeze_encoder``)."""
+
+    name: str
+    pretrained: str | None
+    pretraining: str | None
+    epoch: int | None
+    overrides: dict
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    pretraining: dict[str, PretrainingRun]
+    strategies: dict[str, Strategy]
+    budgets: list[int | None]
+    seeds: list[int]
+    finetune: list[FinetuneRun]
+    reference: str | None
+    convergence_fraction: float
+
+    def stages(self) -> list[list[PretrainingRun]]:
+        """The pretraining runs in the order they can run: each stage's runs start from earlier stages'."""
+        done: set[str] = set()
+        stages = []
+        while len(done) < len(self.pretraining):
+            stage = [r for r in self.pretraining.values() if r.name not in done and (r.init is None or r.init in done)]
+            stages.append(stage)
+            done |= {r.name for r in stage}
+        return stages
+
+
+def study_config(name: str) -> Path:
+    """A study config by name, or a path to one."""
+    return named_config("config", name, "experiments/configs", STUDIES)
+
+
+def budget_label(budget: int | None) -> str:
+    return "all_patients" if budget is None else f"{budget}_patients"
+
+
+def plan_study(settings: dict[str, Any], output_dir: Path) -> StudyPlan:
+    """The checked plan of a study's ``settings`` (see the module docstring) into ``output_dir``."""
+    root = Path(output_dir)
+    shared = _mapping("pretraining_defaults", settings.get("pretraining_defaults") or {}, allow_empty=True)
+    for key in ("recipe", "init"):
+        if key in shared:
+            raise SettingError(f"pretraining_defaults#{key}", shared[key], "give it for each pretraining run")
+    specs = _mapping("pretraining", settings.get("pretraining") or {}, allow_empty=True)
+    pretraining = _pretraining_runs(
+        {name: shared | spec if isinstance(spec, dict) else spec for name, spec in specs.items()}, root
+    )
+    strategies = _strategies(_mapping("strategies", settings.get("strategies")), pretraining)
+    budgets = _unique_list("label_budgets", settings.get("label_budgets"), _budget)
+    seeds = _unique_list("seeds", settings.get("seeds"), lambda name, v: whole_number(name, v, minimum=0))
+    base = _bundle_overrides("finetune", _mapping("finetune", settings.get("finetune") or {}, allow_empty=True))
+    runs = []
+    for name, strategy in strategies.items():
+        for budget in budgets:
+            for seed in seeds:
+                run_settings = base | strategy.overrides | {"num_labelled_patients": budget, "seed": seed}
+                run_settings["pretrained"] = _start(strategy, pretraining)
+                folder = root / "finetune" / name / budget_label(budget) / f"seed{seed}"
+                runs.append(FinetuneRun(name, budget, seed, run_settings, folder))
+    _check_finetune(runs, strategies)
+    reference = settings.get("reference")
+    if not is_none(reference) and reference not in strategies:
+        raise SettingError("reference", reference, f"name one of the strategies ({', '.join(strategies)}) or null")
+    fraction = real_number("convergence_fraction", settings.get("convergence_fraction", 0.95), 0.0, 1.0, open_low=True)
+    return StudyPlan(pretraining, strategies, budgets, seeds, runs, None if is_none(reference) else reference, fraction)
+
+
+def _mapping(name: str, value: Any, allow_empty: bool = False) -> dict:
+    if not isinstance(value, dict) or (not value and not allow_empty):
+        raise SettingError(
+            name, value, "expected a mapping of names to settings" + ("" if allow_empty else ", not empty")
+        )
+    for key in value:
+        if not isinstance(key, str) or not NAME.fullmatch(key):
+            raise SettingError(name, key, "names are folder names: letters, digits, '_', '-', '.'")
+    return value
+
+
+def _unique_list(name: str, value: Any, parse) -> list:
+    if not isinstance(value, list | tuple) or not value:
+        raise SettingError(name, value, "expected a non-empty list")
+    items = [parse(name, item) for item in value]
+    if len(set(items)) != len(items):
+        raise SettingError(name, value, "lists a value twice")
+    return items
+
+
+def _budget(name: str, value: Any) -> int | None:
+    if is_none(value) or value == "all":
+        return None
+    return whole_number(name, value, minimum=1)
+
+
+def _recipe_defaults(recipe: Path) -> dict:
+    config = json.loads(recipe.read_text())
+    return {key: config[key] for key in config["settings"]} | {"output_dir": config["output_dir"]}
+
+
+def _pretraining_runs(specs: dict, root: Path) -> dict[str, PretrainingRun]:
+    runs = {}
+    for name, spec in specs.items():
+        where = f"pretraining#{name}"
+        if not isinstance(spec, dict) or "recipe" not in spec:
+            raise SettingError(where, spec, "give a 'recipe' (generalist, specialist, hierarchical or a .json)")
+        overrides = {k: v for k, v in spec.items() if k != "recipe"}
+        try:
+            recipe = recipe_path(spec["recipe"])
+        except SettingError as exc:
+            raise exc.within(where) from None
+        defaults = _recipe_defaults(recipe)
+        unknown = sorted(set(overrides) - set(defaults) - {"output_dir"})
+        if unknown or "output_dir" in overrides:
+            wrong = unknown[0] if unknown else "output_dir"
+            raise SettingError(f"{where}#{wrong}", overrides[wrong], f"not a setting the study may give {recipe.name}")
+        init = overrides.pop("init", defaults.get("init"))
+        study_init = init if isinstance(init, str) and init in specs else None
+        if study_init is None:
+            if "init" not in spec and not is_none(init):  # hierarchical's default is a path in another layout
+                raise SettingError(
+                    f"{where}#init",
+                    None,
+                    "give the name of the study's pretraining it starts from, a weights file or none",
+                )
+            overrides["init"] = init
+        try:
+            check_pretrain_settings(defaults | overrides | ({"init": "none"} if study_init else {}))
+        except SettingError as exc:
+            raise exc.within(where) from None
+        runs[name] = PretrainingRun(name, recipe, overrides, study_init, root / "pretraining" / name)
+    for run in runs.values():  # a chain must end: no pretraining may start from itself, however indirectly
+        seen, current = {run.name}, run.init
+        while current is not None:
+            if current in seen:
+                raise SettingError(f"pretraining#{run.name}#init", run.init, "the chain of init returns to itself")
+            seen.add(current)
+            current = runs[current].init
+    return runs
+
+
+def _strategies(specs: dict, pretraining: dict[str, PretrainingRun]) -> dict[str, Strategy]:
+    strategies = {}
+    for name, spec in specs.items():
+        where = f"strategies#{name}"
+        if not isinstance(spec, dict):
+            raise SettingError(where, spec, "expected {'pretrained': FILE_OR_NAME_OR_null} or {'pretraining': NAME}")
+        source = spec.get("pretraining")
+        if source is not None and "pretrained" in spec:
+            raise SettingError(where, spec, "give 'pretrained' or 'pretraining', not both")
+        if source is not None and source not in pretraining:
+            raise SettingError(
+                f"{where}#pretraining",
+                source,
+                f"name one of the study's pretrainings ({', '.join(pretraining) or 'none'})",
+            )
+        epoch = spec.get("epoch")
+        if epoch is not None:
+            if source is None:
+                raise SettingError(f"{where}#epoch", epoch, "an epoch picks a checkpoint of a 'pretraining'")
+            epoch = whole_number(f"{where}#epoch", epoch, minimum=1)
+            planned = _planned_epochs(pretraining[source])
+            if epoch >= planned or not is_milestone(epoch):
+                raise SettingError(
+                    f"{where}#epoch",
+                    epoch,
+                    f"pretraining keeps epochs 1-10, every second to 24, then 25, 50, 100, ... "
+                    f"below its {planned} epochs (null for its end)",
+                )
+        overrides = _bundle_overrides(where, {k: v for k, v in spec.items() if k not in (*STRATEGY_KEYS, "pretrained")})
+        pretrained = None if is_none(spec.get("pretrained")) else str(spec["pretrained"])
+        strategies[name] = Strategy(name, pretrained, source, epoch, overrides)
+    return strategies
+
+
+def _planned_epochs(run: PretrainingRun) -> int:
+    return int(run.overrides.get("epochs", _recipe_defaults(run.recipe)["epochs"]))
+
+
+def _start(strategy: Strategy, pretraining: dict[str, PretrainingRun]) -> str | None:
+    if strategy.pretraining is None:
+        return strategy.pretrained
+    return str(pretraining[strategy.pretraining].checkpoint(strategy.epoch))
+
+
+@cache
+def _train_config() -> dict:
+    return json.loads(TRAIN_CONFIG.read_text())
+
+
+def _bundle_overrides(where: str, overrides: dict) -> dict:
+    """Bundle settings given in ``where`` (``finetune``, a strategy): train.json's, and not the study's own."""
+    for key, value in overrides.items():
+        if key in SET_BY_STUDY:
+            raise SettingError(f"{where}#{key}", value, "the study sets this for each run")
+        if key not in _train_config():
+            raise SettingError(f"{where}#{key}", value, f"not a setting of {TRAIN_CONFIG.name}")
+    return dict(overrides)
+
+
+def _check_finetune(runs: list[FinetuneRun], strategies: dict[str, Strategy]) -> None:
+    """Each strategy's run settings checked as the bundle will (one run per strategy: the others differ only
+    in budget and seed); a checkpoint the study has yet to write is not looked for."""
+    defaults = {key: _train_config()[key] for key in _train_config()["run_settings"]}
+    for name, strategy in strategies.items():
+        run = next(r for r in runs if r.strategy == name)
+        settings = defaults | {k: v for k, v in run.settings.items() if k in defaults}
+        if strategy.pretraining is not None:
+            settings["pretrained"] = None
+        try:
+            check_finetune_settings(settings)
+        except SettingError as exc:
+            mine = exc.name in strategy.overrides or exc.name == "pretrained"
+            raise exc.within(f"strategies#{name}" if mine else "finetune") from None

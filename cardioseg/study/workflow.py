@@ -1,0 +1,171 @@
+"""The study as one run, as ``experiments/configs/*.json`` drives it: check, pretrain, fine-tune, report.
+
+Making a :class:`Study` checks every setting (the study's, each recipe's and the bundle's) and the output
+folder; ``prepare`` claims the folder and records the settings; ``run`` pretrains (stage by stage, since a
+hierarchical run starts from another's end), fine-tunes the grid (``slots`` runs at a time, each its own
+bundle run with its own folder, log and resume) and writes what it found. A study folder belongs to one
+study, as a run folder to one run: it is refused if it holds one, unless ``resume`` (finished runs are
+read, interrupted ones resumed, the rest run; the grid may grow: more seeds, budgets or strategies) or
+``overwrite`` (all of it is removed first). A failed run stops the study after the others have finished,
+naming each failure and its log; ``resume true`` then carries on from there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..atomic import write_text_atomic
+from ..engine.epoch_log import read_metrics
+from ..errors import DataError, show_cause_last
+from ..run_folder import RECORD_NAME, RunFolder, changed_settings
+from ..settings import as_flag, output_folder, whole_number
+from .packing import BundleRun, run_packed
+from .plan import FinetuneRun, PretrainingRun, StudyPlan, budget_label, plan_study
+from .report import FIGURES, write_report
+from .results import analyse
+
+logger = logging.getLogger("cardioseg.study")
+
+# What a resume may change: the grid may grow (or its summary be asked differently); the runs may not.
+GRID_CHANGES = ("title", "strategies", "label_budgets", "seeds", "reference", "convergence_fraction")
+ACDC_NOTE = (
+    "Data: ACDC (Bernard et al., IEEE TMI 37(11) 2514-2525, 2018), non-commercial research use; validation "
+    "on the split's validation patients."
+)
+
+
+class StudyFolder(RunFolder):
+    OUTPUTS = (RECORD_NAME, "pretraining", "finetune", "results.json", "results.csv", "report.md", *FIGURES)
+
+
+class Study:
+    """A study into ``output_dir``: ``settings`` as :func:`cardioseg.study.plan.plan_study` takes them
+    (plus ``title``), ``options`` the flags ``resume``, ``overwrite``, ``slots`` and ``reuse_processes``."""
+
+    def __init__(self, settings: dict[str, Any], output_dir: str | Path, options: dict[str, Any], progress=False):
+        show_cause_last()
+        self.folder = StudyFolder(output_folder("output_dir", output_dir))
+        self.resume = as_flag(options.get("resume", False), "resume")
+        self.overwrite = as_flag(options.get("overwrite", False), "overwrite")
+        self.slots = whole_number("slots", options.get("slots", 1), minimum=1)
+        self.reuse_processes = as_flag(options.get("reuse_processes", True), "reuse_processes")
+        self.progress = as_flag(progress, "progress")
+        self.settings = dict(settings)
+        self.plan: StudyPlan = plan_study(self.settings, self.folder.path)
+        self.folder.check(self.resume, self.overwrite, self.settings, may_change=GRID_CHANGES)
+
+    def prepare(self) -> StudyPlan:
+        """Claim the folder (lock it, and with ``overwrite`` empty it) and record the settings."""
+        self.folder.claim(self.resume, self.overwrite, self.settings, may_change=GRID_CHANGES)
+        write_text_atomic(self.folder.record_path, json.dumps({"settings": self.settings}, indent=2) + "\n")
+        return self.plan
+
+    def run(self) -> dict[str, Any]:
+        """Pretrain, fine-tune, analyse, report; returns the results (as ``results.json``)."""
+        started = time.perf_counter()
+        for stage in self.plan.stages():
+            todo = [run for run in stage if not run.finished()]
+            if todo:
+                logger.info("pretraining: %s", ", ".join(run.name for run in todo))
+                self._run([_continued(run.bundle_run(self.plan.pretraining), run.folder) for run in todo])
+        todo = [run for run in self.plan.finetune if not self._finished(run)]
+        logger.info("fine-tuning: %d of %d runs to do, %d at a time", len(todo), len(self.plan.finetune), self.slots)
+        self._run([_continued(run.bundle_run(), run.folder) for run in todo])
+        metrics = {(run.strategy, run.budget, run.seed): _validated_metrics(run) for run in self.plan.finetune}
+        results = analyse(self.plan, metrics)
+        context = self._context(started)
+        results |= {"title": context["title"], "command": context["command"], "machine": context["machine"]}
+        results["pretraining"] = context["pretraining"]
+        write_text_atomic(self.folder.path / "results.json", json.dumps(results, indent=2) + "\n")
+        for path in write_report(self.plan, results, context, self.folder.path):
+            logger.info("wrote %s", path)
+        return results
+
+    def _run(self, runs: list[BundleRun]) -> None:
+        if runs:
+            run_packed(runs, self.slots, progress=self.progress, reuse_processes=self.reuse_processes)
+
+    def _finished(self, run: FinetuneRun) -> bool:
+        """Whether the run's folder holds it finished, with the settings the study gives it; one with other
+        settings (a resumed study whose fine-tuning settings were changed) is an error naming it."""
+        record = run.folder / RECORD_NAME
+        if not record.is_file() or not (run.folder / "metrics.jsonl").is_file():
+            return False
+        recorded = json.loads(record.read_text())["settings"]
+        differences = changed_settings({k: recorded.get(k) for k in run.settings}, run.settings)
+        if differences:
+            raise DataError(run.folder, f"holds a run with other settings ({'; '.join(differences)})")
+        lines = read_metrics(run.folder / "metrics.jsonl")
+        stop = recorded.get("stop_at_dice")
+        stopped = stop is not None and lines and (lines[-1].get("val_dice_mean") or 0.0) >= float(stop)
+        return bool(lines) and (lines[-1]["epoch"] >= int(recorded["epochs"]) or stopped)
+
+    def _context(self, started: float) -> dict[str, Any]:
+        patients = {}
+        for run in self.plan.finetune:
+            if run.budget is None:
+                split = json.loads((run.folder / RECORD_NAME).read_text())["split"]
+                patients[budget_label(None)] = len(split["train"])
+                break
+        patients |= {budget_label(b): b for b in self.plan.budgets if b is not None}
+        dataset = str(self.plan.finetune[0].settings.get("dataset_dir", ""))
+        return {
+            "title": self.settings.get("title") or f"Study in {self.folder.path}",
+            "command": command_line(),
+            "machine": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)",
+            "finished": time.strftime("%Y-%m-%d %H:%M %Z"),
+            "seconds": round(time.perf_counter() - started, 1),
+            "patients": patients,
+            "pretraining": [_pretraining_summary(run) for run in self.plan.pretraining.values()],
+            "data_note": ACDC_NOTE if "acdc" in dataset.lower() else f"Data: {dataset}.",
+        }
+
+
+def _continued(bundle_run: BundleRun, folder: Path) -> BundleRun:
+    """The run as it continues in its folder: resumed from ``models/last.pt`` where an interrupted attempt
+    left one, started over where it left a record only (killed before its first checkpoint), else new."""
+    overrides = dict(bundle_run.overrides)
+    if (folder / "models" / "last.pt").is_file():
+        overrides["resume"] = True
+    elif (folder / RECORD_NAME).is_file():
+        overrides["overwrite"] = True
+    return BundleRun(bundle_run.output_dir, overrides, bundle_run.config_file, bundle_run.run_id)
+
+
+def _validated_metrics(run: FinetuneRun) -> list[dict]:
+    lines = read_metrics(run.folder / "metrics.jsonl")
+    if not any(line.get("val_dice_mean") is not None for line in lines):
+        raise DataError(run.folder / "metrics.jsonl", "no validated epoch: set finetune#val_interval to at most epochs")
+    return lines
+
+
+def _pretraining_summary(run: PretrainingRun) -> dict[str, Any]:
+    record = json.loads((run.folder / RECORD_NAME).read_text())
+    settings, last = record["settings"], read_metrics(run.folder / "metrics.jsonl")[-1]
+    return {
+        "name": run.name,
+        "recipe": run.recipe.stem,
+        "method": settings["method"],
+        "init": run.init or settings["init"],
+        "epochs": settings["epochs"],
+        "images": sum(source["images"] for source in record["data"]),
+        "images_seen": last["images_seen"],
+        "train_seconds": last["train_seconds"],
+    }
+
+
+def command_line() -> str:
+    """The command as typed: ``python -m monai.bundle run study ...`` or ``cardioseg study ...``."""
+    program = Path(sys.argv[0])
+    if program.name == "__main__.py":
+        module = "monai.bundle" if program.parent.parts[-2:] == ("monai", "bundle") else program.parent.name
+        return " ".join(["python", "-m", module, *sys.argv[1:]])
+    return " ".join([program.name, *sys.argv[1:]])

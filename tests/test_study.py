@@ -1,0 +1,209 @@
+"""The study as users run it (``cardioseg study --config paper --config OVERLAY``): the chained pretrainings,
+the grid of bundle runs, the report; its settings checked before anything runs; its folder kept as it is
+unless resumed, and a resume that redoes only what is missing."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from cli_helpers import one_line_error
+from test_ssl import SMALL_HEADS, write_imagefolder
+
+from cardioseg.checkpoint import file_sha256
+from cardioseg.cli import main
+from cardioseg.settings import SettingError
+from cardioseg.study.plan import plan_study, study_config
+
+BYOL = {"method": "byol", "method_options": SMALL_HEADS["byol"]}
+# The paper's study at the smallest size that still trains: two chained pretrainings, four strategies (one
+# from a milestone checkpoint), two label budgets, two seeds: 16 fine-tuning runs of two short epochs.
+TINY = {
+    "title": "tiny study",
+    "pretraining_defaults": {
+        "encoder": "resnet18",
+        "image_size": 32,
+        "epochs": 2,
+        "epoch_length": 8,
+        "batch_size": 4,
+        "optimizer": "adamw",
+        "learning_rate": 0.001,
+        "warmup_epochs": 0,
+    },
+    "pretraining": {
+        "generalist": {"recipe": "generalist", "data": ["@natural_dir"], **BYOL},
+        "hierarchical": {"recipe": "hierarchical", "data": ["@dataset_dir"], "init": "generalist", **BYOL},
+    },
+    "strategies": {
+        "random": {"pretrained": None},
+        "generalist": {"pretraining": "generalist"},
+        "hierarchical": {"pretraining": "hierarchical"},
+        "hierarchical_1_epoch": {"pretraining": "hierarchical", "epoch": 1},
+    },
+    "label_budgets": [1, None],
+    "seeds": [0, 1],
+    "finetune": {
+        "dataset_dir": "@dataset_dir",
+        "dataset_format": "phantom",
+        "encoder": "resnet18",
+        "image_size": 64,
+        "epochs": 2,
+        "epoch_length": 16,
+        "batch_size": 8,
+        "learning_rate": 0.003,
+    },
+    "reference": "random",
+    "slots": 2,
+}
+OUTPUTS = ("report.md", "results.json", "results.csv", "convergence.png", "data_efficiency.png", "epochs_to_target.png")
+
+
+def study_args(overlay: Path, out: Path, *extra: str) -> list[str]:
+    return ["--quiet", "study", "--config", "paper", "--config", str(overlay), "--out", str(out), *extra]
+
+
+@pytest.fixture(scope="module")
+def overlay(tmp_path_factory, phantom_dir) -> Path:
+    work = tmp_path_factory.mktemp("study")
+    natural = write_imagefolder(work / "natural")
+    path = work / "tiny.json"
+    path.write_text(json.dumps(TINY | {"dataset_dir": str(phantom_dir), "natural_dir": str(natural)}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def study(overlay, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("study_run") / "study"
+    assert main(study_args(overlay, out)) == 0
+    return out
+
+
+def test_the_study_pretrains_in_chain_finetunes_the_grid_and_reports(study):
+    for name in OUTPUTS:
+        assert (study / name).is_file(), name
+    results = json.loads((study / "results.json").read_text())
+    assert len(results["runs"]) == 16 and len(results["cells"]) == 8
+    assert set(results["targets"]) == {"1_patients", "all_patients"}
+    assert all(len(points) == 2 for points in results["curves"].values())
+    with (study / "results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 16 and {"strategy", "label_budget", "seed", "best_val_dice", "epochs_to_target"} <= set(rows[0])
+    # each cell's convergence follows from its runs' curves and the budget's target
+    for cell in results["cells"]:
+        target = results["targets"][cell["label_budget"]]
+        reached = [
+            next((e for e, dice in points if dice >= target), None)
+            for key, points in results["curves"].items()
+            if key.startswith(f"{cell['strategy']}/{cell['label_budget']}/")
+        ]
+        assert cell["reached_target"] == f"{sum(e is not None for e in reached)}/2"
+    best = max(c["best_val_dice"] for c in results["cells"] if c["label_budget"] == "1_patients")
+    assert results["targets"]["1_patients"] == pytest.approx(0.95 * best, abs=1e-5)
+    report = (study / "report.md").read_text()
+    assert "# tiny study" in report and "![convergence](convergence.png)" in report and "hierarchical_1_epoch" in report
+
+    # the chain: hierarchical pretraining started from the generalist's end; fine-tuning from each checkpoint
+    pretraining = study / "pretraining"
+    chain = json.loads((pretraining / "hierarchical" / "data.json").read_text())
+    assert chain["init"]["sha256"] == file_sha256(pretraining / "generalist" / "models" / "final.pt")
+    starts = {
+        "hierarchical": pretraining / "hierarchical" / "models" / "final.pt",
+        "hierarchical_1_epoch": pretraining / "hierarchical" / "models" / "epoch_0001.pt",
+    }
+    records = {}
+    for strategy in ("random", "generalist", "hierarchical", "hierarchical_1_epoch"):
+        records[strategy] = json.loads(
+            (study / "finetune" / strategy / "1_patients" / "seed1" / "data.json").read_text()
+        )
+    for strategy, checkpoint in starts.items():
+        assert records[strategy]["pretrained"]["sha256"] == file_sha256(checkpoint)
+    assert records["random"]["pretrained"] is None
+    # a seed labels the same patient whatever the start: strategies are compared on the same labels
+    assert len({json.dumps(record["budget"]) for record in records.values()}) == 1
+
+
+def test_a_study_folder_is_not_run_over_and_a_resume_redoes_only_what_is_missing(study, overlay, capsys):
+    finished = {p: p.stat().st_mtime_ns for p in (study / "finetune").rglob("metrics.jsonl")}
+    assert main(study_args(overlay, study)) == 2
+    assert "holds a run already" in one_line_error(capsys)
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished
+
+    assert main(study_args(overlay, study, "--finetune#epochs", "3", "--resume", "true")) == 2
+    assert "finetune" in one_line_error(capsys)
+
+    missing = study / "finetune" / "generalist" / "all_patients" / "seed0"
+    lost = json.loads((missing / "metrics.jsonl").read_text().splitlines()[-1])
+    for path in [*missing.rglob("*")][::-1]:
+        path.unlink() if path.is_file() else path.rmdir()
+    missing.rmdir()
+    assert main(study_args(overlay, study, "--resume", "true")) == 0
+    again = {p: p.stat().st_mtime_ns for p in finished if p.parent != missing}
+    assert again == {p: t for p, t in finished.items() if p.parent != missing}
+    redone = json.loads((missing / "metrics.jsonl").read_text().splitlines()[-1])
+    # the same run again (on another share of the cores: equal up to floating point, which two epochs amplify)
+    assert redone["epoch"] == lost["epoch"] and redone["val_dice_mean"] == pytest.approx(
+        lost["val_dice_mean"], abs=0.02
+    )
+
+
+HERE = str(Path(__file__).parent)  # a folder that exists, for the data settings
+
+
+def plan(**changes) -> None:
+    """The plan of TINY with ``changes``, its data settings pointed at a folder that exists."""
+    settings = {k: v for k, v in TINY.items() if k != "title"}
+    settings["pretraining"] = {name: dict(spec, data=[HERE]) for name, spec in TINY["pretraining"].items()}
+    settings["finetune"] = dict(TINY["finetune"], dataset_dir=HERE)
+    if "finetune" in changes:
+        changes["finetune"] = settings["finetune"] | changes["finetune"]
+    plan_study(settings | changes, Path("unused"))
+
+
+@pytest.mark.parametrize(
+    "changes, named",
+    [
+        ({"strategies": {"x": {"pretraining": "nope"}}}, "strategies#x#pretraining"),
+        ({"strategies": {"x": {"pretraining": "hierarchical", "epoch": 11}}}, "strategies#x#epoch"),
+        ({"strategies": {"x": {"pretrained": None, "num_labelled_patients": 3}}}, "strategies#x#num_labelled_patients"),
+        ({"strategies": {"x": {"pretrained": "missing.pt"}}}, "strategies#x#pretrained"),
+        ({"strategies": {"a b": {"pretrained": None}}}, "strategies"),
+        ({"label_budgets": [0]}, "label_budgets"),
+        ({"label_budgets": [3, 3]}, "label_budgets"),
+        ({"seeds": []}, "seeds"),
+        ({"finetune": {"epochs": 0}}, "finetune#epochs"),
+        ({"finetune": {"seed": 1}}, "finetune#seed"),
+        ({"finetune": {"epocs": 3}}, "finetune#epocs"),
+        ({"reference": "nope"}, "reference"),
+        ({"convergence_fraction": 1.5}, "convergence_fraction"),
+        ({"pretraining": {"h": {"recipe": "hierarchical", "data": [HERE]}}}, "pretraining#h#init"),
+        (
+            {
+                "pretraining": {
+                    "a": {"recipe": "specialist", "data": [HERE], "init": "b"},
+                    "b": {"recipe": "specialist", "data": [HERE], "init": "a"},
+                }
+            },
+            "pretraining#a#init",
+        ),
+        ({"pretraining": {"a": {"recipe": "specialist", "data": [HERE], "epochs": -1}}}, "pretraining#a#epochs"),
+        ({"pretraining": {"a": {"recipe": "specialist", "data": [HERE], "epocs": 1}}}, "pretraining#a#epocs"),
+        ({"pretraining": {"a": {"recipe": "nope"}}}, "pretraining#a#recipe"),
+        ({"pretraining_defaults": {"init": "x"}}, "pretraining_defaults#init"),
+    ],
+)
+def test_every_setting_is_checked_before_anything_runs(changes, named):
+    with pytest.raises(SettingError) as caught:
+        plan(**changes)
+    assert caught.value.name == named
+
+
+def test_a_bad_setting_is_one_line_and_writes_nothing(overlay, tmp_path, capsys):
+    out = tmp_path / "study"
+    assert main(study_args(overlay, out, "--seeds", "[0, 0]")) == 2
+    assert "setting 'seeds'" in one_line_error(capsys)
+    assert main(["--quiet", "study", "--config", "nope", "--out", str(out)]) == 2
+    assert "setting 'config' is 'nope'" in one_line_error(capsys)
+    assert not out.exists()
+    assert study_config("small").is_file()
