@@ -16,10 +16,11 @@ from cardioseg.checkpoint import file_sha256
 from cardioseg.cli import main
 from cardioseg.settings import SettingError
 from cardioseg.study.plan import plan_study, study_config
+from cardioseg.study.results import analyse
 
 BYOL = {"method": "byol", "method_options": SMALL_HEADS["byol"]}
-# The paper's study at the smallest size that still trains: two chained pretrainings, four strategies (one
-# from a milestone checkpoint), two label budgets, two seeds: 16 fine-tuning runs of two short epochs.
+# The paper's study at the smallest size that still trains: two chained pretrainings, three strategies (one
+# from a milestone checkpoint), two label budgets, two seeds: 12 fine-tuning runs of two short epochs.
 TINY = {
     "title": "tiny study",
     "pretraining_defaults": {
@@ -38,7 +39,6 @@ TINY = {
     },
     "strategies": {
         "random": {"pretrained": None},
-        "generalist": {"pretraining": "generalist"},
         "hierarchical": {"pretraining": "hierarchical"},
         "hierarchical_1_epoch": {"pretraining": "hierarchical", "epoch": 1},
     },
@@ -84,12 +84,12 @@ def test_the_study_pretrains_in_chain_finetunes_the_grid_and_reports(study):
     for name in OUTPUTS:
         assert (study / name).is_file(), name
     results = json.loads((study / "results.json").read_text())
-    assert len(results["runs"]) == 16 and len(results["cells"]) == 8
+    assert len(results["runs"]) == 12 and len(results["cells"]) == 6
     assert set(results["targets"]) == {"1_patients", "all_patients"}
     assert all(len(points) == 2 for points in results["curves"].values())
     with (study / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 16 and {"strategy", "label_budget", "seed", "best_val_dice", "epochs_to_target"} <= set(rows[0])
+    assert len(rows) == 12 and {"strategy", "label_budget", "seed", "best_val_dice", "epochs_to_target"} <= set(rows[0])
     # each cell's convergence follows from its runs' curves and the budget's target
     for cell in results["cells"]:
         target = results["targets"][cell["label_budget"]]
@@ -103,6 +103,7 @@ def test_the_study_pretrains_in_chain_finetunes_the_grid_and_reports(study):
     assert results["targets"]["1_patients"] == pytest.approx(0.95 * best, abs=1e-5)
     report = (study / "report.md").read_text()
     assert "# tiny study" in report and "![convergence](convergence.png)" in report and "hierarchical_1_epoch" in report
+    assert "It ran all 14 runs" in report  # 2 pretrainings, 12 fine-tunings
 
     # the chain: hierarchical pretraining started from the generalist's end; fine-tuning from each checkpoint
     pretraining = study / "pretraining"
@@ -113,7 +114,7 @@ def test_the_study_pretrains_in_chain_finetunes_the_grid_and_reports(study):
         "hierarchical_1_epoch": pretraining / "hierarchical" / "models" / "epoch_0001.pt",
     }
     records = {}
-    for strategy in ("random", "generalist", "hierarchical", "hierarchical_1_epoch"):
+    for strategy in ("random", "hierarchical", "hierarchical_1_epoch"):
         records[strategy] = json.loads(
             (study / "finetune" / strategy / "1_patients" / "seed1" / "data.json").read_text()
         )
@@ -133,7 +134,7 @@ def test_a_study_folder_is_not_run_over_and_a_resume_redoes_only_what_is_missing
     assert main(study_args(overlay, study, "--finetune#epochs", "3", "--resume", "true")) == 2
     assert "finetune" in one_line_error(capsys)
 
-    missing = study / "finetune" / "generalist" / "all_patients" / "seed0"
+    missing = study / "finetune" / "hierarchical" / "all_patients" / "seed0"
     lost = json.loads((missing / "metrics.jsonl").read_text().splitlines()[-1])
     for path in [*missing.rglob("*")][::-1]:
         path.unlink() if path.is_file() else path.rmdir()
@@ -141,6 +142,7 @@ def test_a_study_folder_is_not_run_over_and_a_resume_redoes_only_what_is_missing
     assert main(study_args(overlay, study, "--resume", "true")) == 0
     again = {p: p.stat().st_mtime_ns for p in finished if p.parent != missing}
     assert again == {p: t for p, t in finished.items() if p.parent != missing}
+    assert "It ran 1 of the 14 runs" in (study / "report.md").read_text()
     redone = json.loads((missing / "metrics.jsonl").read_text().splitlines()[-1])
     # the same run again (on another share of the cores: equal up to floating point, which two epochs amplify)
     assert redone["epoch"] == lost["epoch"] and redone["val_dice_mean"] == pytest.approx(
@@ -207,3 +209,38 @@ def test_a_bad_setting_is_one_line_and_writes_nothing(overlay, tmp_path, capsys)
     assert "setting 'config' is 'nope'" in one_line_error(capsys)
     assert not out.exists()
     assert study_config("small").is_file()
+
+
+def test_convergence_and_accuracy_follow_from_the_curves():
+    """Hand-made curves: ``fast`` gets to 90% of the best mean accuracy in 2 epochs, ``ref`` in 4."""
+    settings = {
+        "strategies": {"ref": {"pretrained": None}, "fast": {"pretrained": None}},
+        "label_budgets": [None],
+        "seeds": [0, 1],
+        "finetune": {"dataset_dir": HERE},
+        "reference": "ref",
+        "convergence_fraction": 0.9,
+    }
+    curves = {
+        ("ref", 0): [0.2, 0.5, 0.8, 0.9],
+        ("ref", 1): [0.1, 0.4, None, 0.9],  # epoch 3 not validated
+        ("fast", 0): [0.6, 0.95, 0.96, 0.96],
+        ("fast", 1): [0.5, 0.9, 0.93, 0.95],
+    }
+    metrics = {
+        (strategy, None, seed): [
+            {"epoch": e, "val_dice_mean": d, "val_dice": {"RV": d}, "images_seen": 10 * e, "train_seconds": e}
+            for e, d in enumerate(dice, start=1)
+        ]
+        for (strategy, seed), dice in curves.items()
+    }
+    results = analyse(plan_study(settings, Path("unused")), metrics)
+    cells = {c["strategy"]: c for c in results["cells"]}
+    assert results["targets"] == {"all_patients": pytest.approx(0.9 * 0.955)}
+    assert cells["ref"]["best_val_dice"] == pytest.approx(0.9) and cells["fast"]["best_val_dice"] == pytest.approx(
+        0.955
+    )
+    assert (cells["ref"]["epochs_to_target"], cells["fast"]["epochs_to_target"]) == (4, 2)
+    assert cells["fast"]["speedup"] == 2.0 and cells["ref"]["speedup"] == 1.0
+    assert cells["fast"]["beats_reference"] == "2/2" and "beats_reference" not in cells["ref"]
+    assert results["curves"]["ref/all_patients/seed1"] == [(1, 0.1), (2, 0.4), (4, 0.9)]

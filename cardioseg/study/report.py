@@ -94,9 +94,10 @@ def data_efficiency_figure(plan: StudyPlan, results: dict, patients: dict[str, i
     ax.set_xticks([x for x in xs if x is not None], [str(x) for x in xs if x is not None])
     ax.minorticks_off()
     ax.set(xlabel="labelled training patients", ylabel=f"best {DICE_LABEL}", ylim=(0, 1))
-    ax.set_title(f"Data efficiency: mean and standard deviation over {len(plan.seeds)} seed(s)", fontsize=10)
+    spread = f"mean and standard deviation over {len(plan.seeds)} seeds" if len(plan.seeds) > 1 else "one seed"
+    ax.set_title(f"Data efficiency: {spread}", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize="small")
+    ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -126,6 +127,13 @@ def epochs_to_target_figure(plan: StudyPlan, results: dict, patients: dict[str, 
     return save_figure(fig, path)
 
 
+def _ran(context: dict[str, Any]) -> str:
+    minutes = f"{context['seconds'] / 60:.1f} minutes"
+    if context["ran"] == context["runs"]:
+        return f"It ran all {context['runs']} runs in {minutes}."
+    return f"It ran {context['ran']} of the {context['runs']} runs in {minutes}; it read the others from its folder."
+
+
 def _start(strategy: Strategy) -> str:
     if strategy.pretraining is not None:
         when = "its end" if strategy.epoch is None else f"epoch {strategy.epoch}"
@@ -133,8 +141,10 @@ def _start(strategy: Strategy) -> str:
     return "random initialisation" if strategy.pretrained is None else f"weights `{strategy.pretrained}`"
 
 
-def _dice(mean: float, sd: float | None) -> str:
-    return f"{mean:.3f}" if sd is None else f"{mean:.3f} ± {sd:.3f}"
+def _accuracy(cell: dict) -> str:
+    mean, sd = cell["best_val_dice"], cell["best_val_dice_sd"]
+    text = f"{mean:.3f}" if sd is None else f"{mean:.3f} ± {sd:.3f}"
+    return text + (f" ({cell['beats_reference']})" if "beats_reference" in cell else "")
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:
@@ -145,15 +155,12 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 
 def report_markdown(plan: StudyPlan, results: dict, context: dict[str, Any]) -> str:
     """``context``: ``title``, ``command``, ``machine``, ``finished`` (a time), ``seconds`` (the command's),
-    ``patients`` (per budget
+    ``ran`` and ``runs`` (the runs it ran, of all pretraining and fine-tuning runs), ``patients`` (per budget
     label), ``pretraining`` (one summary dict per run) and ``data_note`` (where the data comes from)."""
     cells = {(c["strategy"], c["label_budget"]): c for c in results["cells"]}
     budgets = [budget_label(b) for b in plan.budgets]
     titles = [_budget_title(b, context["patients"]) for b in plan.budgets]
-    accuracy = [
-        [s] + [_dice(cells[(s, b)]["best_val_dice"], cells[(s, b)]["best_val_dice_sd"]) for b in budgets]
-        for s in plan.strategies
-    ]
+    accuracy = [[s] + [_accuracy(cells[(s, b)]) for b in budgets] for s in plan.strategies]
     convergence = []
     for s in plan.strategies:
         row = [s]
@@ -181,8 +188,7 @@ def report_markdown(plan: StudyPlan, results: dict, context: dict[str, Any]) -> 
     reference = plan.reference or "none"
     parts = [
         f"# {context['title']}",
-        f"Made by `{context['command']}` on {context['machine']}, finished {context['finished']} after "
-        f"{context['seconds'] / 60:.1f} minutes (of this command; a resumed study's earlier runs not counted). "
+        f"Made by `{context['command']}` on {context['machine']}, finished {context['finished']}. {_ran(context)} "
         f"{len(plan.finetune)} fine-tuning runs: {len(plan.strategies)} strategies x {len(plan.budgets)} label "
         f"budgets x {len(plan.seeds)} seed(s). {context['data_note']}",
         "## Where fine-tuning starts",
@@ -199,7 +205,12 @@ def report_markdown(plan: StudyPlan, results: dict, context: dict[str, Any]) -> 
     parts += [
         "## Accuracy",
         f"Best validation Dice (3D per volume, mean of RV, MYO and LV) of each run, mean ± standard deviation "
-        f"over {len(plan.seeds)} seed(s).",
+        f"over {len(plan.seeds)} seed(s)"
+        + (
+            f"; in brackets, in how many seeds it beat `{plan.reference}` on the same labelled patients."
+            if plan.reference
+            else "."
+        ),
         _table(["strategy", *titles], accuracy),
         "![data efficiency](data_efficiency.png)",
         "## Convergence",

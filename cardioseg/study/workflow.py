@@ -70,18 +70,20 @@ class Study:
 
     def run(self) -> dict[str, Any]:
         """Pretrain, fine-tune, analyse, report; returns the results (as ``results.json``)."""
-        started = time.perf_counter()
+        started, ran = time.perf_counter(), 0
         for stage in self.plan.stages():
             todo = [run for run in stage if not run.finished()]
             if todo:
                 logger.info("pretraining: %s", ", ".join(run.name for run in todo))
                 self._run([_continued(run.bundle_run(self.plan.pretraining), run.folder) for run in todo])
+            ran += len(todo)
         todo = [run for run in self.plan.finetune if not self._finished(run)]
         logger.info("fine-tuning: %d of %d runs to do, %d at a time", len(todo), len(self.plan.finetune), self.slots)
         self._run([_continued(run.bundle_run(), run.folder) for run in todo])
+        ran += len(todo)
         metrics = {(run.strategy, run.budget, run.seed): _validated_metrics(run) for run in self.plan.finetune}
         results = analyse(self.plan, metrics)
-        context = self._context(started)
+        context = self._context(started, ran)
         results |= {"title": context["title"], "command": context["command"], "machine": context["machine"]}
         results["pretraining"] = context["pretraining"]
         write_text_atomic(self.folder.path / "results.json", json.dumps(results, indent=2) + "\n")
@@ -108,7 +110,7 @@ class Study:
         stopped = stop is not None and lines and (lines[-1].get("val_dice_mean") or 0.0) >= float(stop)
         return bool(lines) and (lines[-1]["epoch"] >= int(recorded["epochs"]) or stopped)
 
-    def _context(self, started: float) -> dict[str, Any]:
+    def _context(self, started: float, ran: int) -> dict[str, Any]:
         patients = {}
         for run in self.plan.finetune:
             if run.budget is None:
@@ -123,6 +125,8 @@ class Study:
             "machine": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)",
             "finished": time.strftime("%Y-%m-%d %H:%M %Z"),
             "seconds": round(time.perf_counter() - started, 1),
+            "ran": ran,
+            "runs": len(self.plan.pretraining) + len(self.plan.finetune),
             "patients": patients,
             "pretraining": [_pretraining_summary(run) for run in self.plan.pretraining.values()],
             "data_note": ACDC_NOTE if "acdc" in dataset.lower() else f"Data: {dataset}.",
