@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from cardioseg.atomic import atomic_path, write_text_atomic
+from cardioseg.atomic import write_text_atomic
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NARROW_DECODER = (128, 64, 32, 16, 16)  # half of FlexibleUNet's decoder channels: 0.76x a ResNet-50 step (unet_flops)
@@ -121,13 +121,10 @@ def table(rows: list[dict], columns: list[str]) -> str:
 def save_plot(fig, ax, path: Path) -> Path:
     """How every benchmark plot ends: a light grid and the legend on ``ax`` (one axis or several), a tight
     layout, a 100 dpi PNG."""
-    import matplotlib.pyplot as plt
+    from cardioseg.visualize import save_figure
 
     for axis in ax if isinstance(ax, list | tuple) else [ax]:
         axis.grid(alpha=0.3)
         axis.legend(loc="lower right", fontsize="small")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
