@@ -344,6 +344,12 @@ def main(argv: list[str] | None = None) -> int:
     except CardiosegError as exc:
         print(f"cardioseg: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            "cardioseg: interrupted (a run or study continues from its last checkpoint with --resume true)",
+            file=sys.stderr,
+        )
+        return 130
     return 0
 
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 from bundle_helpers import TRAIN_OVERRIDES
@@ -71,3 +77,38 @@ def test_a_run_that_ends_its_worker_fails_alone(tmp_path, phantom_dir):
     with pytest.raises(CardiosegError, match=r"1 of 2 runs failed:\n  .*crash \(exit 3, .*worker process ended"):
         run_packed(runs, slots=1, progress=False, reuse_processes=True)
     assert read_metrics(tmp_path / "after" / "metrics.jsonl")[0]["val_dice_mean"] is not None
+
+
+INTERRUPTED_PACK = """
+import signal, sys
+from pathlib import Path
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal (a background job ignores SIGINT)
+from cardioseg.study.packing import BundleRun, run_packed
+work = Path(sys.argv[1])
+runs = [BundleRun(work / name, config_file=work / "sleep.json") for name in "abc"]
+try:
+    run_packed(runs, slots=1, progress=False, reuse_processes=sys.argv[2] == "reuse")
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+@pytest.mark.parametrize("way", ["fresh", "reuse"])
+def test_an_interrupt_stops_the_pack_and_its_processes(tmp_path, way):
+    """Ctrl-C at a terminal reaches the pack and its runs: no further run starts and nothing is left running
+    (the pool used to wait for its slots to run every run left)."""
+    (tmp_path / "sleep.json").write_text(json.dumps({"training": "$__import__('time').sleep(300)"}))
+    pack = subprocess.Popen([sys.executable, "-c", INTERRUPTED_PACK, str(tmp_path), way], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while "sleep" not in (tmp_path / "a.log").read_text() if (tmp_path / "a.log").exists() else True:
+            assert time.monotonic() < deadline and pack.poll() is None
+            time.sleep(0.5)
+        os.killpg(pack.pid, signal.SIGINT)
+        assert pack.wait(timeout=60) == 130
+        assert not (tmp_path / "b.log").exists()
+        with pytest.raises(ProcessLookupError):  # the group is empty: no run or worker process outlived the pack
+            os.killpg(pack.pid, 0)
+    finally:  # a failed check leaves no sleeping run behind
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pack.pid, signal.SIGKILL)

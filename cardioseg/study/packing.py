@@ -19,6 +19,7 @@ import queue
 import subprocess
 import sys
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,19 +69,25 @@ def _environment(threads: int) -> dict[str, str]:
     return os.environ | {"OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
 
 
-def _run_alone(run: BundleRun, args_file: Path, threads: int) -> int:
+def _run_alone(run: BundleRun, args_file: Path, threads: int, live: set[subprocess.Popen]) -> int:
     """The run as its own ``python -m monai.bundle run`` process; its exit status."""
     command = [sys.executable, "-m", "monai.bundle", "run", run.run_id, "--args_file", str(args_file)]
     with run.log.open("a") as log:  # appended: an earlier attempt's log is the user's, never overwritten
-        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=_environment(threads)).wait()
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=_environment(threads))
+        live.add(process)
+        try:
+            return process.wait()
+        finally:
+            live.discard(process)
 
 
 class _Worker:
     """One slot's ``cardioseg.study.worker`` process, started at the slot's first run and again after one
     that ended it (a crash, an out-of-memory kill): that run fails, the next ones still run."""
 
-    def __init__(self, threads: int):
+    def __init__(self, threads: int, live: set[subprocess.Popen]):
         self.threads = threads
+        self.live = live
         self.process: subprocess.Popen | None = None
 
     def run(self, run: BundleRun, args_file: Path) -> int:
@@ -88,6 +95,7 @@ class _Worker:
             command = [sys.executable, "-m", "cardioseg.study.worker"]
             pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
             self.process = subprocess.Popen(command, env=_environment(self.threads), **pipes)
+            self.live.add(self.process)
         request = {
             "run_id": run.run_id,
             "args_file": str(args_file),
@@ -108,6 +116,7 @@ class _Worker:
         if self.process is not None and self.process.poll() is None:
             self.process.stdin.close()
             self.process.wait()
+        self.live.discard(self.process)
 
 
 def run_packed(
@@ -119,7 +128,8 @@ def run_packed(
     Each run is its own process, or with ``reuse_processes`` each slot keeps one worker process
     (``cardioseg.study.worker``) that runs its share one after another and pays the imports once. On the
     CPU each process gets ``cpu_count // slots`` threads (at least one), so packed runs do not fight over
-    the cores; on a GPU they share the device as separate CUDA contexts.
+    the cores; on a GPU they share the device as separate CUDA contexts. An interrupt (Ctrl-C) ends the
+    pack: no further run starts, the running ones are stopped, and KeyboardInterrupt is raised.
     """
     if not isinstance(slots, int) or slots < 1:
         raise SettingError("slots", slots, "must be a whole number of at least 1")
@@ -128,6 +138,8 @@ def run_packed(
         raise CardiosegError("two runs of one pack share a run folder: a run folder belongs to one run")
     threads = max(1, (os.cpu_count() or 1) // min(slots, max(1, len(runs))))
     outcomes: dict[int, RunOutcome] = {}
+    live: set[subprocess.Popen] = set()  # the running processes, stopped on an interrupt
+    interrupted = threading.Event()
     pending: queue.SimpleQueue[int] = queue.SimpleQueue()
     for index in range(len(runs)):
         pending.put(index)
@@ -136,25 +148,32 @@ def run_packed(
         bar = tqdm(total=len(runs), desc="runs", unit="run", disable=not progress)
 
         def slot() -> None:
-            worker = _Worker(threads) if reuse_processes else None
+            worker = _Worker(threads, live) if reuse_processes else None
             try:
-                while True:
+                while not interrupted.is_set():
                     try:
                         index = pending.get_nowait()
                     except queue.Empty:
                         return
                     run, args_file = runs[index], args_files[index]
                     run.output_dir.parent.mkdir(parents=True, exist_ok=True)
-                    status = worker.run(run, args_file) if worker else _run_alone(run, args_file, threads)
+                    status = worker.run(run, args_file) if worker else _run_alone(run, args_file, threads, live)
                     outcomes[index] = RunOutcome(run, status)
                     bar.update()
             finally:
                 if worker is not None:
                     worker.close()
 
-        for future in [pool.submit(slot) for _ in range(min(slots, len(runs)))]:
-            future.result()
-        bar.close()
+        try:
+            for future in [pool.submit(slot) for _ in range(min(slots, len(runs)))]:
+                future.result()
+        except KeyboardInterrupt:  # without this the pool would wait for the slots to run every run left
+            interrupted.set()
+            for process in live.copy():  # copied in one step: the slots may add or drop one meanwhile
+                process.terminate()
+            raise
+        finally:
+            bar.close()
     ordered = [outcomes[i] for i in range(len(runs))]
     failed = [o for o in ordered if o.returncode != 0]
     if failed:
