@@ -345,10 +345,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cardioseg: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(
-            "cardioseg: interrupted (a run or study continues from its last checkpoint with --resume true)",
-            file=sys.stderr,
-        )
+        resumable = args.command in ("finetune", "pretrain", "study")
+        hint = ": --resume true continues from the last checkpoint" if resumable else ""
+        print(f"cardioseg: interrupted{hint}", file=sys.stderr)
         return 130
     return 0
 

@@ -70,3 +70,20 @@ def test_cache_command_rewrites_a_cache_uncompressed(phantom_dir, tmp_path, caps
     np.testing.assert_array_equal(after.images, before.images)
     assert after.meta["split"] == before.meta["split"]
     assert plain.stat().st_size > packed.stat().st_size
+
+
+def test_an_interrupt_is_one_line_and_exit_130(monkeypatch, capsys):
+    """Ctrl-C: one line, with the way back for the commands that resume, and the shell's exit status."""
+    import cardioseg.cli
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    for command, args, hint in (
+        ("study", ["--config", "paper", "--out", "x"], True),
+        ("phantom", ["--patients", "1", "--out", "x"], False),
+    ):
+        monkeypatch.setattr(cardioseg.cli, f"cmd_{command}", interrupted)
+        assert main([command, *args]) == 130
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("cardioseg: interrupted") and ("--resume true" in err) == hint and "\n" not in err
