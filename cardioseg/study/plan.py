@@ -2,12 +2,12 @@
 
 A study (``experiments/configs/*.json``) names pretraining runs (a recipe of ``pretraining/configs`` with
 overrides, ``pretraining_defaults`` for those all runs share, optionally started from another of the
-study's pretrainings: the hierarchical chain),
-strategies (where fine-tuning starts: random, a weights file or name, or one of the study's pretrainings
-at its end or at a milestone epoch), label budgets (labelled training patients; ``null`` for all) and
-seeds, plus the fine-tuning settings every run shares. Every setting, the recipes' and the bundle's
-included, is checked here before any run starts, so a typo fails in a second rather than after hours of
-pretraining. The folder layout:
+study's pretrainings: the hierarchical chain), strategies (where fine-tuning starts: random, a weights
+file or name, or one of the study's pretrainings at its end or at a milestone epoch), label budgets
+(labelled training patients; ``null`` for all) and seeds, plus the fine-tuning settings every run shares.
+Every setting, the recipes' and the bundle's included, is checked here before any run starts, so a typo
+fails in a second rather than after hours of pretraining.
+The folder layout:
 
     OUT/pretraining/NAME/                       a recipe's run folder (models/final.pt, epoch_NNNN.pt ...)
     OUT/finetune/STRATEGY/N_patients/seedK/     a bundle run folder (metrics.jsonl: one line per epoch)
