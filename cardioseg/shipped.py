@@ -25,8 +25,8 @@ def shipped_dir(relative: str, marker: str) -> Path:
 
 
 def named_config(setting: str, name: str, folder: str, names: tuple[str, ...]) -> Path:
-    """A config of ``folder`` by name (one of ``names``, the first of which marks the folder), or a path
-    to a .json of the user's; anything else is an error naming ``setting``."""
+    """A config of ``folder`` by name (one of ``names``, each a ``NAME.json`` there), or a path to a .json of
+    the user's; anything else is an error naming ``setting``."""
     if name in names:
         return shipped_dir(folder, f"{names[0]}.json") / f"{name}.json"
     path = Path(name)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from ..shipped import named_config, shipped_dir
 
-RECIPES = ("specialist", "generalist", "hierarchical")
+RECIPES = ("generalist", "specialist", "hierarchical")
 
 
 def recipes_dir() -> Path:
-    return shipped_dir("pretraining/configs", "specialist.json")
+    return shipped_dir("pretraining/configs", f"{RECIPES[0]}.json")
 
 
 def recipe_path(name: str) -> Path:

@@ -94,6 +94,7 @@ class _Worker:
         if self.process is None or self.process.poll() is not None:
             command = [sys.executable, "-m", "cardioseg.study.worker"]
             pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
+            self.live.discard(self.process)  # the one that ended, if any
             self.process = subprocess.Popen(command, env=_environment(self.threads), **pipes)
             self.live.add(self.process)
         request = {

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -49,12 +49,14 @@ STRATEGY_KEYS = ("pretraining", "epoch")
 
 @dataclass(frozen=True)
 class PretrainingRun:
-    """One recipe run; ``init`` names the study's pretraining it starts from (its ``final.pt``), if any."""
+    """One recipe run; ``init`` names the study's pretraining it starts from (its ``final.pt``), if any;
+    ``epochs`` is how long it trains (which milestone checkpoints a strategy may take)."""
 
     name: str
     recipe: Path
     overrides: dict
     init: str | None
+    epochs: int
     folder: Path
 
     def bundle_run(self, pretraining: dict[str, PretrainingRun]) -> BundleRun:
@@ -77,8 +79,8 @@ class FinetuneRun:
     strategy: str
     budget: int | None
     seed: int
-    settings: dict = field(hash=False)
-    folder: Path = field(default=Path())
+    settings: dict
+    folder: Path
 
     def bundle_run(self) -> BundleRun:
         return BundleRun(self.folder, dict(self.settings, progress=False))
@@ -215,10 +217,10 @@ def _pretraining_runs(specs: dict, root: Path) -> dict[str, PretrainingRun]:
                 )
             overrides["init"] = init
         try:
-            check_pretrain_settings(defaults | overrides | ({"init": "none"} if study_init else {}))
+            checked = check_pretrain_settings(defaults | overrides | ({"init": "none"} if study_init else {}))
         except SettingError as exc:
             raise exc.within(where) from None
-        runs[name] = PretrainingRun(name, recipe, overrides, study_init, root / "pretraining" / name)
+        runs[name] = PretrainingRun(name, recipe, overrides, study_init, checked["epochs"], root / "pretraining" / name)
     for run in runs.values():  # a chain must end: no pretraining may start from itself, however indirectly
         seen, current = {run.name}, run.init
         while current is not None:
@@ -249,7 +251,7 @@ def _strategies(specs: dict, pretraining: dict[str, PretrainingRun]) -> dict[str
             if source is None:
                 raise SettingError(f"{where}#epoch", epoch, "an epoch picks a checkpoint of a 'pretraining'")
             epoch = whole_number(f"{where}#epoch", epoch, minimum=1)
-            planned = _planned_epochs(pretraining[source])
+            planned = pretraining[source].epochs
             if epoch >= planned or not is_milestone(epoch):
                 raise SettingError(
                     f"{where}#epoch",
@@ -261,10 +263,6 @@ def _strategies(specs: dict, pretraining: dict[str, PretrainingRun]) -> dict[str
         pretrained = None if is_none(spec.get("pretrained")) else str(spec["pretrained"])
         strategies[name] = Strategy(name, pretrained, source, epoch, overrides)
     return strategies
-
-
-def _planned_epochs(run: PretrainingRun) -> int:
-    return int(run.overrides.get("epochs", _recipe_defaults(run.recipe)["epochs"]))
 
 
 def _start(strategy: Strategy, pretraining: dict[str, PretrainingRun]) -> str | None:
