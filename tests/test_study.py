@@ -15,8 +15,11 @@ from test_ssl import SMALL_HEADS, write_imagefolder
 from cardioseg.checkpoint import file_sha256
 from cardioseg.cli import main
 from cardioseg.settings import SettingError
+from cardioseg.study.packing import BundleRun
 from cardioseg.study.plan import plan_study, study_config
+from cardioseg.study.report import report_markdown
 from cardioseg.study.results import analyse
+from cardioseg.study.workflow import continued_run
 
 BYOL = {"method": "byol", "method_options": SMALL_HEADS["byol"]}
 # The paper's study at the smallest size that still trains: two chained pretrainings, three strategies (one
@@ -55,6 +58,7 @@ TINY = {
         "learning_rate": 0.003,
     },
     "reference": "random",
+    "convergence_floor": 0.0,  # two epochs learn little: measure convergence whatever the runs reach
     "slots": 2,
 }
 OUTPUTS = ("report.md", "results.json", "results.csv", "convergence.png", "data_efficiency.png", "epochs_to_target.png")
@@ -211,6 +215,15 @@ def test_a_bad_setting_is_one_line_and_writes_nothing(overlay, tmp_path, capsys)
     assert study_config("small").is_file()
 
 
+def epoch_lines(dice: list[float | None]) -> list[dict]:
+    """A run's ``metrics.jsonl`` lines with the validation Dice ``dice`` per epoch (None: not validated)."""
+    return [
+        {"epoch": e, "val_dice_mean": d, "val_dice": {"RV": d}, "images_seen": 10 * e, "train_seconds": e}
+        | {"wall_seconds": 2 * e}
+        for e, d in enumerate(dice, start=1)
+    ]
+
+
 def test_convergence_and_accuracy_follow_from_the_curves():
     """Hand-made curves: ``fast`` gets to 90% of the best mean accuracy in 2 epochs, ``ref`` in 4."""
     settings = {
@@ -227,13 +240,7 @@ def test_convergence_and_accuracy_follow_from_the_curves():
         ("fast", 0): [0.6, 0.95, 0.96, 0.96],
         ("fast", 1): [0.5, 0.9, 0.93, 0.95],
     }
-    metrics = {
-        (strategy, None, seed): [
-            {"epoch": e, "val_dice_mean": d, "val_dice": {"RV": d}, "images_seen": 10 * e, "train_seconds": e}
-            for e, d in enumerate(dice, start=1)
-        ]
-        for (strategy, seed), dice in curves.items()
-    }
+    metrics = {(strategy, None, seed): epoch_lines(dice) for (strategy, seed), dice in curves.items()}
     results = analyse(plan_study(settings, Path("unused")), metrics)
     cells = {c["strategy"]: c for c in results["cells"]}
     assert results["targets"] == {"all_patients": pytest.approx(0.9 * 0.955)}
@@ -244,3 +251,62 @@ def test_convergence_and_accuracy_follow_from_the_curves():
     assert cells["fast"]["speedup"] == 2.0 and cells["ref"]["speedup"] == 1.0
     assert cells["fast"]["beats_reference"] == "2/2" and "beats_reference" not in cells["ref"]
     assert results["curves"]["ref/all_patients/seed1"] == [(1, 0.1), (2, 0.4), (4, 0.9)]
+
+
+def test_a_budget_where_no_strategy_learned_has_no_convergence_target():
+    """With one labelled patient the best mean Dice is 0.08: 95% of it is noise, so no epochs to it are
+    counted or compared; the budget where the strategies learned is measured as before."""
+    settings = {
+        "strategies": {"ref": {"pretrained": None}, "other": {"pretrained": None}},
+        "label_budgets": [1, None],
+        "seeds": [0],
+        "finetune": {"dataset_dir": HERE},
+        "reference": "ref",
+    }
+    curves = {
+        ("ref", 1): [0.0, 0.08],
+        ("other", 1): [0.08, 0.0],
+        ("ref", None): [0.5, 0.8],
+        ("other", None): [0.8, 0.8],
+    }
+    plan_ = plan_study(settings, Path("unused"))
+    results = analyse(plan_, {(s, b, 0): epoch_lines(d) for (s, b), d in curves.items()})
+    assert results["targets"] == {"1_patients": None, "all_patients": pytest.approx(0.76)}
+    assert results["best_mean_val_dice"]["1_patients"] == pytest.approx(0.08)
+    cells = {(c["strategy"], c["label_budget"]): c for c in results["cells"]}
+    assert cells[("other", "1_patients")]["reached_target"] is None
+    assert (
+        cells[("other", "1_patients")]["epochs_to_target"] is None and cells[("other", "1_patients")]["speedup"] is None
+    )
+    assert cells[("other", "all_patients")]["speedup"] == 2.0
+    context = {
+        "title": "t",
+        "command": "c",
+        "machine": "m",
+        "finished": "now",
+        "seconds": 60,
+        "run_seconds": sum(r["wall_seconds"] for r in results["runs"]),
+        "ran": 4,
+        "runs": 4,
+        "patients": {"all_patients": 70, "1_patients": 1},
+        "pretraining": [],
+        "data_note": "",
+    }
+    report = report_markdown(plan_, results, context)
+    assert "| ref | not measured | 2 (1/1, 1x) |" in report
+    assert "1 labelled patient (0.080)" in report and "epochs took 0.3 minutes added up" in report
+
+
+def test_a_run_continues_from_where_its_folder_left_it(tmp_path):
+    """A run a resumed study meets again: new where nothing is left, started over where only its record is
+    (killed before a checkpoint), resumed where an interrupted attempt left ``models/last.pt``."""
+    folder = tmp_path / "seed0"
+    run = BundleRun(folder, {"epochs": 2})
+    assert continued_run(run, folder).overrides == {"epochs": 2}
+    folder.mkdir()
+    (folder / "data.json").write_text("{}")
+    assert continued_run(run, folder).overrides == {"epochs": 2, "overwrite": True}
+    (folder / "models").mkdir()
+    (folder / "models" / "last.pt").write_bytes(b"")
+    assert continued_run(run, folder).overrides == {"epochs": 2, "resume": True}
+    assert run.overrides == {"epochs": 2}

@@ -107,6 +107,7 @@ class StudyPlan:
     finetune: list[FinetuneRun]
     reference: str | None
     convergence_fraction: float
+    convergence_floor: float
 
     def stages(self) -> list[list[PretrainingRun]]:
         """The pretraining runs in the order they can run: each stage's runs start from earlier stages'."""
@@ -156,7 +157,9 @@ def plan_study(settings: dict[str, Any], output_dir: Path) -> StudyPlan:
     if not is_none(reference) and reference not in strategies:
         raise SettingError("reference", reference, f"name one of the strategies ({', '.join(strategies)}) or null")
     fraction = real_number("convergence_fraction", settings.get("convergence_fraction", 0.95), 0.0, 1.0, open_low=True)
-    return StudyPlan(pretraining, strategies, budgets, seeds, runs, None if is_none(reference) else reference, fraction)
+    floor = real_number("convergence_floor", settings.get("convergence_floor", 0.5), 0.0, 1.0)
+    reference = None if is_none(reference) else reference
+    return StudyPlan(pretraining, strategies, budgets, seeds, runs, reference, fraction, floor)
 
 
 def _mapping(name: str, value: Any, allow_empty: bool = False) -> dict:

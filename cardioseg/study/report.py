@@ -58,7 +58,10 @@ def convergence_figure(plan: StudyPlan, results: dict, patients: dict[str, int],
                 lows, highs = [v.min() for v in values], [v.max() for v in values]
                 ax.fill_between(epochs, lows, highs, color=colours[strategy], alpha=0.15)
         target = results["targets"][budget_label(budget)]
-        ax.axhline(target, color="grey", linestyle="--", linewidth=1)
+        if target is None:
+            ax.text(0.5, 0.95, "no strategy learned: not measured", transform=ax.transAxes, ha="center", va="top")
+        else:
+            ax.axhline(target, color="grey", linestyle="--", linewidth=1)
         ax.set(title=_budget_title(budget, patients), xlabel="fine-tuning epoch", ylim=(0, 1))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
@@ -107,10 +110,15 @@ def epochs_to_target_figure(plan: StudyPlan, results: dict, patients: dict[str, 
     width = 0.8 / len(plan.strategies)
     fig, ax = plt.subplots(figsize=(max(6.5, 1.6 * len(plan.budgets) * len(plan.strategies) / 2), 4.2))
     top = max([c["epochs_to_target"] or 0 for c in results["cells"]] + [1])
+    for j, budget in enumerate(plan.budgets):
+        if results["targets"][budget_label(budget)] is None:
+            ax.text(j, 0.02 * top, "no strategy learned:\nnot measured", ha="center", va="bottom", fontsize=8)
     for i, (strategy, colour) in enumerate(_colours(plan).items()):
         for j, budget in enumerate(plan.budgets):
             cell = cells[(strategy, budget_label(budget))]
             x = j + (i - (len(plan.strategies) - 1) / 2) * width
+            if cell["reached_target"] is None:
+                continue
             if cell["epochs_to_target"] is None:
                 ax.text(x, 0.02 * top, "not\nreached", ha="center", va="bottom", fontsize=7, color=colour)
                 continue
@@ -118,7 +126,7 @@ def epochs_to_target_figure(plan: StudyPlan, results: dict, patients: dict[str, 
             if cell["reached_target"] != f"{len(plan.seeds)}/{len(plan.seeds)}":
                 ax.text(x, cell["epochs_to_target"], cell["reached_target"], ha="center", va="bottom", fontsize=7)
     ax.set_xticks(range(len(plan.budgets)), [_budget_title(b, patients) for b in plan.budgets], fontsize=8)
-    ax.set(ylabel="fine-tuning epochs to the target (mean over seeds)")
+    ax.set(xlim=(-0.5, len(plan.budgets) - 0.5), ylabel="epochs to the target (mean over seeds)")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(f"Convergence speed: epochs to {plan.convergence_fraction:.0%} of each budget's best", fontsize=10)
     ax.grid(alpha=0.3, axis="y")
@@ -130,8 +138,10 @@ def epochs_to_target_figure(plan: StudyPlan, results: dict, patients: dict[str, 
 def _ran(context: dict[str, Any]) -> str:
     minutes = f"{context['seconds'] / 60:.1f} minutes"
     if context["ran"] == context["runs"]:
-        return f"It ran all {context['runs']} runs in {minutes}."
-    return f"It ran {context['ran']} of the {context['runs']} runs in {minutes}; it read the others from its folder."
+        ran = f"It ran all {context['runs']} runs in {minutes}."
+    else:
+        ran = f"It ran {context['ran']} of the {context['runs']} runs in {minutes}; it read the others from its folder."
+    return f"{ran} The runs' epochs took {context['run_seconds'] / 60:.1f} minutes added up (packed runs overlap)."
 
 
 def _start(strategy: Strategy) -> str:
@@ -155,7 +165,8 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 
 def report_markdown(plan: StudyPlan, results: dict, context: dict[str, Any]) -> str:
     """``context``: ``title``, ``command``, ``machine``, ``finished`` (a time), ``seconds`` (the command's),
-    ``ran`` and ``runs`` (the runs it ran, of all pretraining and fine-tuning runs), ``patients`` (per budget
+    ``run_seconds`` (every run's epochs, added up), ``ran`` and ``runs`` (the runs it ran, of all pretraining
+    and fine-tuning runs), ``patients`` (per budget
     label), ``pretraining`` (one summary dict per run) and ``data_note`` (where the data comes from)."""
     cells = {(c["strategy"], c["label_budget"]): c for c in results["cells"]}
     budgets = [budget_label(b) for b in plan.budgets]
@@ -166,6 +177,9 @@ def report_markdown(plan: StudyPlan, results: dict, context: dict[str, Any]) -> 
         row = [s]
         for b in budgets:
             cell = cells[(s, b)]
+            if cell["reached_target"] is None:
+                row.append("not measured")
+                continue
             epochs = "not reached" if cell["epochs_to_target"] is None else f"{cell['epochs_to_target']:g}"
             speedup = "" if cell["speedup"] is None else f", {cell['speedup']:g}x"
             row.append(f"{epochs} ({cell['reached_target']}{speedup})")
@@ -184,7 +198,15 @@ def report_markdown(plan: StudyPlan, results: dict, context: dict[str, Any]) -> 
         ]
         for p in context["pretraining"]
     ]
-    targets = ", ".join(f"{t}: {results['targets'][b]:.3f}" for b, t in zip(budgets, titles))
+    targets = ", ".join(
+        f"{t}: {results['targets'][b]:.3f}" if results["targets"][b] is not None else f"{t}: not measured"
+        for b, t in zip(budgets, titles)
+    )
+    unlearned = [
+        f"{t} ({results['best_mean_val_dice'][b]:.3f})"
+        for b, t in zip(budgets, titles)
+        if results["targets"][b] is None
+    ]
     reference = plan.reference or "none"
     parts = [
         f"# {context['title']}",
@@ -218,6 +240,15 @@ def report_markdown(plan: StudyPlan, results: dict, context: dict[str, Any]) -> 
         f"any strategy reaches with that budget ({targets}); mean over the seeds that reached it, in brackets "
         f"how many did and the speed-up against `{reference}` (where every seed of both did).",
         _table(["strategy", *titles], convergence),
+        *(
+            [
+                f"**Not measured** where no strategy's best mean Dice reached the floor of "
+                f"{plan.convergence_floor:.2f} (`convergence_floor`): {', '.join(unlearned)}. Nothing learned "
+                f"there, so a target near the best would be noise."
+            ]
+            if unlearned
+            else []
+        ),
         "![convergence](convergence.png)",
         "![epochs to target](epochs_to_target.png)",
         "## Files",

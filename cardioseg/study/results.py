@@ -6,8 +6,10 @@ many epochs of fine-tuning to get there). Accuracy is each run's best and last v
 volume, mean of RV, MYO and LV), summarised over seeds. Convergence is the epochs a run takes to first
 reach a common target: ``convergence_fraction`` of the best accuracy any strategy reaches with that label
 budget (the mean over seeds of the runs' best Dice), so that each budget's strategies race to the same
-line. A strategy's speed-up is the reference strategy's mean epochs to the target over its own, given
-only where every seed of both reached it. Epochs, not seconds, since packed runs share the device. With
+line. Where that best is below ``convergence_floor`` no strategy learned with the budget, the target would
+be noise, and convergence is not measured there (its target is None). A strategy's speed-up is the
+reference strategy's mean epochs to the target over its own, given only where every seed of both reached
+it. Epochs, not seconds, since packed runs share the device. With
 few seeds a mean hides much: each cell also says in how many seeds the strategy's best Dice beat the
 reference's with the same labelled patients (a seed draws the same ones for every strategy).
 """
@@ -40,6 +42,7 @@ def run_row(strategy: str, budget: int | None, seed: int, metrics: list[dict]) -
         "mean_over_epochs": round(statistics.fmean(m["val_dice_mean"] for m in validated), 5),
         "images_seen": metrics[-1]["images_seen"],
         "train_seconds": metrics[-1]["train_seconds"],
+        "wall_seconds": metrics[-1]["wall_seconds"],
     }
 
 
@@ -71,19 +74,21 @@ def analyse(plan: StudyPlan, metrics: dict[tuple[str, int | None, int], list[dic
                 "last_val_dice_sd": last_sd,
                 "mean_over_epochs": _mean_sd([r["mean_over_epochs"] for r in mine])[0],
             }
-    targets = {}
+    targets, best = {}, {}
     for budget in plan.budgets:
-        top = max(cells[(strategy, budget)]["best_val_dice"] for strategy in plan.strategies)
-        targets[budget] = round(plan.convergence_fraction * top, 5)
+        best[budget] = max(cells[(strategy, budget)]["best_val_dice"] for strategy in plan.strategies)
+        learned = best[budget] >= plan.convergence_floor
+        targets[budget] = round(plan.convergence_fraction * best[budget], 5) if learned else None
         for strategy in plan.strategies:
             reached = []
             for seed in plan.seeds:
                 row = rows[(strategy, budget, seed)]
-                row["epochs_to_target"] = epochs_to(curve(metrics[(strategy, budget, seed)]), targets[budget])
+                points = curve(metrics[(strategy, budget, seed)])
+                row["epochs_to_target"] = epochs_to(points, targets[budget]) if learned else None
                 if row["epochs_to_target"] is not None:
                     reached.append(row["epochs_to_target"])
             cell = cells[(strategy, budget)]
-            cell["reached_target"] = f"{len(reached)}/{len(plan.seeds)}"
+            cell["reached_target"] = f"{len(reached)}/{len(plan.seeds)}" if learned else None
             cell["epochs_to_target"] = round(statistics.fmean(reached), 2) if reached else None
     for (strategy, budget), cell in cells.items():
         if plan.reference is not None and strategy != plan.reference:
@@ -100,6 +105,8 @@ def analyse(plan: StudyPlan, metrics: dict[tuple[str, int | None, int], list[dic
     return {
         "reference": plan.reference,
         "convergence_fraction": plan.convergence_fraction,
+        "convergence_floor": plan.convergence_floor,
+        "best_mean_val_dice": {budget_label(b): value for b, value in best.items()},
         "targets": {budget_label(b): t for b, t in targets.items()},
         "cells": list(cells.values()),
         "runs": list(rows.values()),

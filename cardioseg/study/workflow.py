@@ -35,7 +35,15 @@ from .results import analyse
 logger = logging.getLogger("cardioseg.study")
 
 # What a resume may change: the grid may grow (or its summary be asked differently); the runs may not.
-GRID_CHANGES = ("title", "strategies", "label_budgets", "seeds", "reference", "convergence_fraction")
+GRID_CHANGES = (
+    "title",
+    "strategies",
+    "label_budgets",
+    "seeds",
+    "reference",
+    "convergence_fraction",
+    "convergence_floor",
+)
 ACDC_NOTE = (
     "Data: ACDC (Bernard et al., IEEE TMI 37(11) 2514-2525, 2018), non-commercial research use; validation "
     "on the split's validation patients."
@@ -75,15 +83,24 @@ class Study:
             todo = [run for run in stage if not run.finished()]
             if todo:
                 logger.info("pretraining: %s", ", ".join(run.name for run in todo))
-                self._run([_continued(run.bundle_run(self.plan.pretraining), run.folder) for run in todo])
+                self._run([continued_run(run.bundle_run(self.plan.pretraining), run.folder) for run in todo])
             ran += len(todo)
         todo = [run for run in self.plan.finetune if not self._finished(run)]
         logger.info("fine-tuning: %d of %d runs to do, %d at a time", len(todo), len(self.plan.finetune), self.slots)
-        self._run([_continued(run.bundle_run(), run.folder) for run in todo])
+        self._run([continued_run(run.bundle_run(), run.folder) for run in todo])
         ran += len(todo)
         metrics = {(run.strategy, run.budget, run.seed): _validated_metrics(run) for run in self.plan.finetune}
         results = analyse(self.plan, metrics)
-        context = self._context(started, ran)
+        for budget, target in results["targets"].items():
+            if target is None:
+                logger.warning(
+                    "with %s no strategy learned (best mean Dice %.3f, below convergence_floor %g): "
+                    "convergence is not measured there (train longer, or lower convergence_floor)",
+                    budget,
+                    results["best_mean_val_dice"][budget],
+                    self.plan.convergence_floor,
+                )
+        context = self._context(started, ran, results)
         results |= {"title": context["title"], "command": context["command"], "machine": context["machine"]}
         results["pretraining"] = context["pretraining"]
         write_text_atomic(self.folder.path / "results.json", json.dumps(results, indent=2) + "\n")
@@ -110,7 +127,7 @@ class Study:
         stopped = stop is not None and lines and (lines[-1].get("val_dice_mean") or 0.0) >= float(stop)
         return bool(lines) and (lines[-1]["epoch"] >= int(recorded["epochs"]) or stopped)
 
-    def _context(self, started: float, ran: int) -> dict[str, Any]:
+    def _context(self, started: float, ran: int, results: dict[str, Any]) -> dict[str, Any]:
         patients = {}
         for run in self.plan.finetune:
             if run.budget is None:
@@ -119,21 +136,23 @@ class Study:
                 break
         patients |= {budget_label(b): b for b in self.plan.budgets if b is not None}
         dataset = str(self.plan.finetune[0].settings.get("dataset_dir", ""))
+        pretraining = [_pretraining_summary(run) for run in self.plan.pretraining.values()]
         return {
             "title": self.settings.get("title") or f"Study in {self.folder.path}",
             "command": command_line(),
             "machine": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)",
             "finished": time.strftime("%Y-%m-%d %H:%M %Z"),
             "seconds": round(time.perf_counter() - started, 1),
+            "run_seconds": sum(row["wall_seconds"] for row in results["runs"] + pretraining),
             "ran": ran,
             "runs": len(self.plan.pretraining) + len(self.plan.finetune),
             "patients": patients,
-            "pretraining": [_pretraining_summary(run) for run in self.plan.pretraining.values()],
+            "pretraining": pretraining,
             "data_note": ACDC_NOTE if "acdc" in dataset.lower() else f"Data: {dataset}.",
         }
 
 
-def _continued(bundle_run: BundleRun, folder: Path) -> BundleRun:
+def continued_run(bundle_run: BundleRun, folder: Path) -> BundleRun:
     """The run as it continues in its folder: resumed from ``models/last.pt`` where an interrupted attempt
     left one, started over where it left a record only (killed before its first checkpoint), else new."""
     overrides = dict(bundle_run.overrides)
@@ -163,6 +182,7 @@ def _pretraining_summary(run: PretrainingRun) -> dict[str, Any]:
         "images": sum(source["images"] for source in record["data"]),
         "images_seen": last["images_seen"],
         "train_seconds": last["train_seconds"],
+        "wall_seconds": last["wall_seconds"],
     }
 
 
