@@ -20,6 +20,7 @@ COPY pyproject.toml setup.py MANIFEST.in README.md ./
 COPY cardioseg ./cardioseg
 COPY bundles ./bundles
 COPY pretraining/configs ./pretraining/configs
+COPY experiments/configs ./experiments/configs
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 # --- stage 2: the inference image ----------------------------------------------------------------------

@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 from .errors import CardiosegError, cardioseg_cause
-from .settings import SettingError, multiple_of, output_file, real_number
+from .settings import SettingError, multiple_of, output_file, real_number, whole_number
 
 
 def show_progress(args: argparse.Namespace) -> bool:
@@ -49,6 +49,8 @@ def cmd_data_contact_sheet(args: argparse.Namespace) -> None:
     from .data.formats import read_records
     from .visualize import contact_sheet
 
+    whole_number("--max", args.max, minimum=1)
+    whole_number("--columns", args.columns, minimum=1)
     output_file("--out", args.out, args.overwrite)
     records = list(islice(read_records(args.path, args.format), args.max))
     path = contact_sheet(records, args.out, columns=args.columns, title=str(args.path))
@@ -151,7 +153,6 @@ def cmd_infer(args: argparse.Namespace) -> None:
     import logging
 
     from .clinical.pipeline import run_study
-    from .settings import whole_number
 
     whole_number("--batch-size", args.batch_size, minimum=1)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")

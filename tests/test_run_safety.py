@@ -378,6 +378,8 @@ def test_unsafe_pickle_names_the_reason_not_the_workaround(tmp_path):
         (["data", "cache", "{data}", "--out", "{new}", "--val-fraction", "1"], "'--val-fraction' is 1.0"),
         (["data", "contact-sheet", "{data}", "--out", "{file}"], "exists already"),
         (["data", "contact-sheet", "{data}", "--out", "{folder}"], "is a folder"),
+        (["data", "contact-sheet", "{data}", "--out", "{new}", "--max", "0"], "'--max' is 0"),
+        (["data", "contact-sheet", "{data}", "--out", "{new}", "--columns", "0"], "'--columns' is 0"),
         (["curves", "{data}", "--out", "{new}"], "metrics.jsonl: not found"),
         (["curves", "{data}", "--out", "{below_file}"], "is a file, not a folder"),
     ],
