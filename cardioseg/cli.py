@@ -130,10 +130,13 @@ def cmd_study(args: argparse.Namespace, overrides: list[str]) -> None:
     """Run a study config (several: later ones overlay earlier ones); every further ``--key value`` is a
     config override (``--seeds "[0, 1]"``, ``--finetune#epochs 20``)."""
     from .bundle import parse_overrides
-    from .study.plan import study_config
+    from .study.plan import check_study_configs, study_config
 
+    configs = [study_config(name) for name in args.config]
+    overrides = parse_overrides(overrides)
+    check_study_configs(configs, overrides)
     settings = {"output_dir": str(args.out)} | ({} if show_progress(args) else {"progress": False})
-    run_config("study", [study_config(name) for name in args.config], **settings, **parse_overrides(overrides))
+    run_config("study", configs, **settings, **overrides)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -336,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Importing MONAI imports the Deploy SDK in its namespace, and so Holoscan, which warns of a small stack
+    # on import; only the MONAI Deploy app (app/) runs a Holoscan graph, and it is run with the stack it asks.
+    warnings.filterwarnings("ignore", message="Current stack size", category=RuntimeWarning)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "takes_overrides", False):

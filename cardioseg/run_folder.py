@@ -133,16 +133,18 @@ class RunFolder:
             lock.release()
 
 
-def changed_settings(recorded: dict, settings: dict, may_change: tuple[str, ...] = ()) -> list[str]:
-    """``name: recorded -> new`` for every setting that differs, paths compared after resolving."""
+def changed_settings(recorded: dict, settings: dict, may_change: tuple[str, ...] = (), prefix: str = "") -> list[str]:
+    """``name: recorded -> new`` for every setting that differs, paths compared after resolving; inside
+    settings that are mappings on both sides, each nested setting that differs (``finetune#epochs: 2 -> 3``)."""
     differences = []
     for name in sorted(set(recorded) | set(settings)):
         if name in may_change:
             continue
         old, new = recorded.get(name), settings.get(name)
-        if _same_setting(old, new):
-            continue
-        differences.append(f"{name}: {old!r} -> {new!r}")
+        if isinstance(old, dict) and isinstance(new, dict):
+            differences += changed_settings(old, new, prefix=f"{prefix}{name}#")
+        elif not _same_setting(old, new):
+            differences.append(f"{prefix}{name}: {old!r} -> {new!r}")
     return differences
 
 

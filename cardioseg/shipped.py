@@ -32,4 +32,6 @@ def named_config(setting: str, name: str, folder: str, names: tuple[str, ...]) -
     path = Path(name)
     if path.suffix == ".json" and path.is_file():
         return path
+    if path.suffix == ".json":
+        raise SettingError(setting, name, "no such file")
     raise SettingError(setting, name, f"choose one of {', '.join(names)}, or give a {setting} .json file")

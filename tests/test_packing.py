@@ -83,6 +83,7 @@ INTERRUPTED_PACK = """
 import signal, sys
 from pathlib import Path
 signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal (a background job ignores SIGINT)
+signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as SIGTERM is, unless a parent ignored it for its children
 from cardioseg.study.packing import BundleRun, run_packed
 work = Path(sys.argv[1])
 runs = [BundleRun(work / name, config_file=work / "sleep.json") for name in "abc"]
@@ -93,10 +94,9 @@ except KeyboardInterrupt:
 """
 
 
-@pytest.mark.parametrize("way", ["fresh", "reuse"])
-def test_an_interrupt_stops_the_pack_and_its_processes(tmp_path, way):
-    """Ctrl-C at a terminal reaches the pack and its runs: no further run starts and nothing is left running
-    (the pool used to wait for its slots to run every run left)."""
+def _stopped_pack_status(tmp_path, way: str, stop) -> int:
+    """A pack of three sleeping runs, one at a time, in a process group of its own; ``stop(pid)`` once the first
+    run sleeps. The pack's exit status, once it is checked that no further run started and nothing is left."""
     (tmp_path / "sleep.json").write_text(json.dumps({"training": "$__import__('time').sleep(300)"}))
     pack = subprocess.Popen([sys.executable, "-c", INTERRUPTED_PACK, str(tmp_path), way], start_new_session=True)
     try:
@@ -104,11 +104,26 @@ def test_an_interrupt_stops_the_pack_and_its_processes(tmp_path, way):
         while "sleep" not in (tmp_path / "a.log").read_text() if (tmp_path / "a.log").exists() else True:
             assert time.monotonic() < deadline and pack.poll() is None
             time.sleep(0.5)
-        os.killpg(pack.pid, signal.SIGINT)
-        assert pack.wait(timeout=60) == 130
+        stop(pack.pid)
+        status = pack.wait(timeout=60)
         assert not (tmp_path / "b.log").exists()
         with pytest.raises(ProcessLookupError):  # the group is empty: no run or worker process outlived the pack
             os.killpg(pack.pid, 0)
+        return status
     finally:  # a failed check leaves no sleeping run behind
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pack.pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("way", ["fresh", "reuse"])
+def test_an_interrupt_stops_the_pack_and_its_processes(tmp_path, way):
+    """Ctrl-C at a terminal reaches the pack and its runs: no further run starts and nothing is left running
+    (the pool used to wait for its slots to run every run left)."""
+    assert _stopped_pack_status(tmp_path, way, lambda pid: os.killpg(pid, signal.SIGINT)) == 130
+
+
+@pytest.mark.parametrize("way", ["fresh", "reuse"])
+def test_a_sigterm_stops_the_pack_and_its_processes(tmp_path, way):
+    """``kill PID`` (as from ``timeout`` or a scheduler's time limit) reaches the pack's process alone: the pack
+    stops its runs as for Ctrl-C and exits 143, as a process ended by SIGTERM (its runs used to outlive it)."""
+    assert _stopped_pack_status(tmp_path, way, lambda pid: os.kill(pid, signal.SIGTERM)) == 128 + signal.SIGTERM

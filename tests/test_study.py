@@ -16,7 +16,7 @@ from cardioseg.checkpoint import file_sha256
 from cardioseg.cli import main
 from cardioseg.settings import SettingError
 from cardioseg.study.packing import BundleRun
-from cardioseg.study.plan import plan_study, study_config
+from cardioseg.study.plan import StudyPlan, plan_study, study_config
 from cardioseg.study.report import report_markdown
 from cardioseg.study.results import analyse
 from cardioseg.study.workflow import continued_run
@@ -108,6 +108,8 @@ def test_the_study_pretrains_in_chain_finetunes_the_grid_and_reports(study):
     report = (study / "report.md").read_text()
     assert "# tiny study" in report and "![convergence](convergence.png)" in report and "hierarchical_1_epoch" in report
     assert "It ran all 14 runs" in report  # 2 pretrainings, 12 fine-tunings
+    # a finished run keeps its model, not its resume state (GBs at paper scale)
+    assert len(list((study / "finetune").rglob("model.pt"))) == 12 and not list((study / "finetune").rglob("last.pt"))
 
     # the chain: hierarchical pretraining started from the generalist's end; fine-tuning from each checkpoint
     pretraining = study / "pretraining"
@@ -136,7 +138,7 @@ def test_a_study_folder_is_not_run_over_and_a_resume_redoes_only_what_is_missing
     assert {p: p.stat().st_mtime_ns for p in finished} == finished
 
     assert main(study_args(overlay, study, "--finetune#epochs", "3", "--resume", "true")) == 2
-    assert "finetune" in one_line_error(capsys)
+    assert "(finetune#epochs: 2 -> 3)" in one_line_error(capsys)
 
     missing = study / "finetune" / "hierarchical" / "all_patients" / "seed0"
     lost = json.loads((missing / "metrics.jsonl").read_text().splitlines()[-1])
@@ -157,14 +159,14 @@ def test_a_study_folder_is_not_run_over_and_a_resume_redoes_only_what_is_missing
 HERE = str(Path(__file__).parent)  # a folder that exists, for the data settings
 
 
-def plan(**changes) -> None:
+def plan(**changes) -> StudyPlan:
     """The plan of TINY with ``changes``, its data settings pointed at a folder that exists."""
     settings = {k: v for k, v in TINY.items() if k != "title"}
     settings["pretraining"] = {name: dict(spec, data=[HERE]) for name, spec in TINY["pretraining"].items()}
     settings["finetune"] = dict(TINY["finetune"], dataset_dir=HERE)
     if "finetune" in changes:
         changes["finetune"] = settings["finetune"] | changes["finetune"]
-    plan_study(settings | changes, Path("unused"))
+    return plan_study(settings | changes, Path("unused"))
 
 
 @pytest.mark.parametrize(
@@ -183,6 +185,11 @@ def plan(**changes) -> None:
         ({"finetune": {"epocs": 3}}, "finetune#epocs"),
         ({"reference": "nope"}, "reference"),
         ({"convergence_fraction": 1.5}, "convergence_fraction"),
+        ({"convergence_floor": -0.1}, "convergence_floor"),
+        ({"finetune": {"val_interval": 3}}, "finetune#val_interval"),
+        ({"finetune": {"encoder": "resnet34"}}, "finetune#encoder"),
+        ({"strategies": {"x": {"pretraining": "hierarchical", "encoder": "resnet34"}}}, "strategies#x#encoder"),
+        ({"finetune": {"dataset_dir": None}}, "finetune#dataset_dir"),
         ({"pretraining": {"h": {"recipe": "hierarchical", "data": [HERE]}}}, "pretraining#h#init"),
         (
             {
@@ -222,6 +229,46 @@ def epoch_lines(dice: list[float | None]) -> list[dict]:
         | {"wall_seconds": 2 * e}
         for e, d in enumerate(dice, start=1)
     ]
+
+
+def test_a_pretraining_no_strategy_starts_from_is_not_run(caplog):
+    assert set(plan().pretraining) == {"generalist", "hierarchical"}  # hierarchical starts from generalist
+    assert plan(strategies={"random": {"pretrained": None}}).pretraining == {}
+    assert "pretraining 'generalist' is not run: no strategy starts from it" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "config, args, expected",
+    [
+        ("{not json", [], "not a readable JSON study config"),
+        ("[1, 2]", [], "a study config is a JSON object"),
+        ('{"label_budget": [1]}', [], "setting 'label_budget' is [1]: not a setting of the study"),
+        (
+            None,
+            ["--epochs", "20"],
+            "setting 'epochs' is 20: not a setting of the study (a fine-tuning setting is finetune#epochs)",
+        ),
+        (
+            None,
+            ["--label_budgets", "[1, 99]"],
+            "setting 'label_budgets' is 99: must not exceed the 2 training patients",
+        ),
+        (None, ["--finetune#dataset_format", "ssl4mis"], "no SSL4MIS volumes"),
+    ],
+)
+def test_a_bad_config_override_or_data_is_one_line_before_anything_runs(
+    overlay, tmp_path, capsys, config, args, expected
+):
+    """What MONAI would take silently (a key nothing reads) or what would fail every run after the
+    pretraining (a budget above the data's training patients, a wrong format) stops the study first."""
+    extra = []
+    if config is not None:
+        (tmp_path / "more.json").write_text(config)
+        extra = ["--config", str(tmp_path / "more.json")]
+    out = tmp_path / "study"
+    assert main([*study_args(overlay, out, *args), *extra]) == 2
+    assert expected in one_line_error(capsys)
+    assert not out.exists()
 
 
 def test_convergence_and_accuracy_follow_from_the_curves():
@@ -294,7 +341,7 @@ def test_a_budget_where_no_strategy_learned_has_no_convergence_target():
     }
     report = report_markdown(plan_, results, context)
     assert "| ref | not measured | 2 (1/1, 1x) |" in report
-    assert "1 labelled patient (0.080)" in report and "epochs took 0.3 minutes added up" in report
+    assert "1 labelled patient (0.080)" in report and "epochs sum to 0.3 minutes" in report
 
 
 def test_a_run_continues_from_where_its_folder_left_it(tmp_path):

@@ -16,11 +16,14 @@ from __future__ import annotations
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,6 +123,25 @@ class _Worker:
         self.live.discard(self.process)
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextmanager
+def _sigterm_raises_exit() -> Iterator[None]:
+    """For the block, SIGTERM raises SystemExit(143) in the main thread: left to its default it would end this
+    process at once and leave the pack's processes running, orphaned. Set only where it may be (the main
+    thread) and where the caller left the default; the default comes back after the block."""
+    ours = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    if ours:
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        yield
+    finally:
+        if ours:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def run_packed(
     runs: list[BundleRun], slots: int, *, progress: bool = True, reuse_processes: bool = False
 ) -> list[RunOutcome]:
@@ -130,7 +152,11 @@ def run_packed(
     (``cardioseg.study.worker``) that runs its share one after another and pays the imports once. On the
     CPU each process gets ``cpu_count // slots`` threads (at least one), so packed runs do not fight over
     the cores; on a GPU they share the device as separate CUDA contexts. An interrupt (Ctrl-C) ends the
-    pack: no further run starts, the running ones are stopped, and KeyboardInterrupt is raised.
+    pack: no further run starts, the running ones are stopped, and KeyboardInterrupt is raised. A SIGTERM
+    (``kill``, ``timeout``, a scheduler's time limit) ends it the same way but raises SystemExit(143), the
+    status of a process ended by SIGTERM (128 + 15): not the command line's 130 for an interrupt, so that a
+    script or scheduler still tells a termination from a Ctrl-C; and raised rather than ending the process
+    on the spot, so that the callers' cleanup (a study folder's lock) still runs.
     """
     if not isinstance(slots, int) or slots < 1:
         raise SettingError("slots", slots, "must be a whole number of at least 1")
@@ -144,7 +170,11 @@ def run_packed(
     pending: queue.SimpleQueue[int] = queue.SimpleQueue()
     for index in range(len(runs)):
         pending.put(index)
-    with tempfile.TemporaryDirectory(prefix="cardioseg_pack_") as args_dir, ThreadPoolExecutor(slots) as pool:
+    with (
+        _sigterm_raises_exit(),
+        tempfile.TemporaryDirectory(prefix="cardioseg_pack_") as args_dir,
+        ThreadPoolExecutor(slots) as pool,
+    ):
         args_files = [_args_file(run, Path(args_dir), index) for index, run in enumerate(runs)]
         bar = tqdm(total=len(runs), desc="runs", unit="run", disable=not progress)
 
@@ -168,7 +198,7 @@ def run_packed(
         try:
             for future in [pool.submit(slot) for _ in range(min(slots, len(runs)))]:
                 future.result()
-        except KeyboardInterrupt:  # without this the pool would wait for the slots to run every run left
+        except (KeyboardInterrupt, SystemExit):  # else the pool would wait for the slots to run every run left
             interrupted.set()
             for process in live.copy():  # copied in one step: the slots may add or drop one meanwhile
                 process.terminate()

@@ -16,6 +16,7 @@ The folder layout:
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..bundle import TRAIN_CONFIG
+from ..errors import DataError
 from ..settings import SettingError, is_none, real_number, whole_number
 from ..shipped import named_config
 from ..ssl.checkpoints import checkpoint_name, is_milestone
@@ -31,6 +33,7 @@ from ..ssl.settings import check_pretrain_settings
 from ..training.settings import check_finetune_settings
 from .packing import BundleRun
 
+logger = logging.getLogger("cardioseg.study")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 STUDIES = ("paper", "small", "demo")  # experiments/configs: the paper's study, and overlays that scale it down
 # What the study sets on each fine-tuning run itself: the grid's coordinates and the run's folder.
@@ -50,13 +53,15 @@ STRATEGY_KEYS = ("pretraining", "epoch")
 @dataclass(frozen=True)
 class PretrainingRun:
     """One recipe run; ``init`` names the study's pretraining it starts from (its ``final.pt``), if any;
-    ``epochs`` is how long it trains (which milestone checkpoints a strategy may take)."""
+    ``epochs`` is how long it trains (which milestone checkpoints a strategy may take), ``encoder`` what
+    it trains (what fine-tuning from it must build)."""
 
     name: str
     recipe: Path
     overrides: dict
     init: str | None
     epochs: int
+    encoder: str
     folder: Path
 
     def bundle_run(self, pretraining: dict[str, PretrainingRun]) -> BundleRun:
@@ -125,6 +130,36 @@ def study_config(name: str) -> Path:
     return named_config("config", name, "experiments/configs", STUDIES)
 
 
+def check_study_configs(paths: list[Path], overrides: dict[str, Any]) -> None:
+    """The config files and command-line overrides of a study, before MONAI reads them: each file a JSON
+    object, each key one the study knows (``paper.json``'s, or one the configs refer to as ``@key``), each
+    override one of a key the configs have. MONAI would take an unknown key as a new one that nothing
+    reads: ``--epochs 20`` would run the study with its own epochs, silently."""
+    merged: dict[str, Any] = {}
+    for path in paths:
+        try:
+            config = json.loads(Path(path).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DataError(path, f"not a readable JSON study config ({exc})") from None
+        if not isinstance(config, dict):
+            raise DataError(path, "a study config is a JSON object of settings")
+        merged |= config
+    known = set(json.loads(study_config("paper").read_text())) | set(re.findall(r"@(\w+)", json.dumps(merged)))
+    for key in merged:
+        if key not in known:
+            raise SettingError(key, merged[key], f"not a setting of the study ({_hint(key)})")
+    for name, value in overrides.items():
+        if name.split("#")[0] not in merged:
+            raise SettingError(name, value, f"not a setting of the study ({_hint(name)})")
+
+
+def _hint(key: str) -> str:
+    top = key.split("#")[0]
+    if top in _train_config():
+        return f"a fine-tuning setting is finetune#{top}"
+    return "see experiments/README.md for the settings"
+
+
 def budget_label(budget: int | None) -> str:
     return "all_patients" if budget is None else f"{budget}_patients"
 
@@ -141,9 +176,12 @@ def plan_study(settings: dict[str, Any], output_dir: Path) -> StudyPlan:
         {name: shared | spec if isinstance(spec, dict) else spec for name, spec in specs.items()}, root
     )
     strategies = _strategies(_mapping("strategies", settings.get("strategies")), pretraining)
+    pretraining = _used(pretraining, strategies)
     budgets = _unique_list("label_budgets", settings.get("label_budgets"), _budget)
     seeds = _unique_list("seeds", settings.get("seeds"), lambda name, v: whole_number(name, v, minimum=0))
     base = _bundle_overrides("finetune", _mapping("finetune", settings.get("finetune") or {}, allow_empty=True))
+    if is_none(base.get("dataset_dir")):
+        raise SettingError("finetune#dataset_dir", None, "name the data every run fine-tunes on")
     runs = []
     for name, strategy in strategies.items():
         for budget in budgets:
@@ -152,7 +190,7 @@ def plan_study(settings: dict[str, Any], output_dir: Path) -> StudyPlan:
                 run_settings["pretrained"] = _start(strategy, pretraining)
                 folder = root / "finetune" / name / budget_label(budget) / f"seed{seed}"
                 runs.append(FinetuneRun(name, budget, seed, run_settings, folder))
-    _check_finetune(runs, strategies)
+    _check_finetune(runs, strategies, pretraining)
     reference = settings.get("reference")
     if not is_none(reference) and reference not in strategies:
         raise SettingError("reference", reference, f"name one of the strategies ({', '.join(strategies)}) or null")
@@ -223,7 +261,8 @@ def _pretraining_runs(specs: dict, root: Path) -> dict[str, PretrainingRun]:
             checked = check_pretrain_settings(defaults | overrides | ({"init": "none"} if study_init else {}))
         except SettingError as exc:
             raise exc.within(where) from None
-        runs[name] = PretrainingRun(name, recipe, overrides, study_init, checked["epochs"], root / "pretraining" / name)
+        folder = root / "pretraining" / name
+        runs[name] = PretrainingRun(name, recipe, overrides, study_init, checked["epochs"], checked["encoder"], folder)
     for run in runs.values():  # a chain must end: no pretraining may start from itself, however indirectly
         seen, current = {run.name}, run.init
         while current is not None:
@@ -232,6 +271,20 @@ def _pretraining_runs(specs: dict, root: Path) -> dict[str, PretrainingRun]:
             seen.add(current)
             current = runs[current].init
     return runs
+
+
+def _used(pretraining: dict[str, PretrainingRun], strategies: dict[str, Strategy]) -> dict[str, PretrainingRun]:
+    """The pretrainings some strategy starts from, directly or through the chain of ``init``: hours of
+    pretraining nothing fine-tunes from are not run."""
+    used: set[str] = set()
+    for strategy in strategies.values():
+        name = strategy.pretraining
+        while name is not None and name not in used:
+            used.add(name)
+            name = pretraining[name].init
+    for name in pretraining.keys() - used:
+        logger.warning("pretraining '%s' is not run: no strategy starts from it", name)
+    return {name: run for name, run in pretraining.items() if name in used}
 
 
 def _strategies(specs: dict, pretraining: dict[str, PretrainingRun]) -> dict[str, Strategy]:
@@ -255,12 +308,13 @@ def _strategies(specs: dict, pretraining: dict[str, PretrainingRun]) -> dict[str
                 raise SettingError(f"{where}#epoch", epoch, "an epoch picks a checkpoint of a 'pretraining'")
             epoch = whole_number(f"{where}#epoch", epoch, minimum=1)
             planned = pretraining[source].epochs
-            if epoch >= planned or not is_milestone(epoch):
+            if epoch >= planned:
                 raise SettingError(
-                    f"{where}#epoch",
-                    epoch,
-                    f"pretraining keeps epochs 1-10, every second to 24, then 25, 50, 100, ... "
-                    f"below its {planned} epochs (null for its end)",
+                    f"{where}#epoch", epoch, f"'{source}' trains {planned} epochs: give fewer, or null for its end"
+                )
+            if not is_milestone(epoch):
+                raise SettingError(
+                    f"{where}#epoch", epoch, "pretraining keeps epochs 1-10, every second to 24, then 25, 50, 100, ..."
                 )
         overrides = _bundle_overrides(where, {k: v for k, v in spec.items() if k not in (*STRATEGY_KEYS, "pretrained")})
         pretrained = None if is_none(spec.get("pretrained")) else str(spec["pretrained"])
@@ -289,17 +343,72 @@ def _bundle_overrides(where: str, overrides: dict) -> dict:
     return dict(overrides)
 
 
-def _check_finetune(runs: list[FinetuneRun], strategies: dict[str, Strategy]) -> None:
+def _check_finetune(
+    runs: list[FinetuneRun], strategies: dict[str, Strategy], pretraining: dict[str, PretrainingRun]
+) -> None:
     """Each strategy's run settings checked as the bundle will (one run per strategy: the others differ only
-    in budget and seed); a checkpoint the study has yet to write is not looked for."""
-    defaults = {key: _train_config()[key] for key in _train_config()["run_settings"]}
+    in budget and seed); a checkpoint the study has yet to write is not looked for, but what it will hold
+    must be the network the runs build, and every run must validate at least once (what the study reads)."""
     for name, strategy in strategies.items():
         run = next(r for r in runs if r.strategy == name)
-        settings = defaults | {k: v for k, v in run.settings.items() if k in defaults}
+        settings = finetune_settings(run)
         if strategy.pretraining is not None:
             settings["pretrained"] = None
         try:
-            check_finetune_settings(settings)
+            checked = check_finetune_settings(settings)
         except SettingError as exc:
-            mine = exc.name in strategy.overrides or exc.name == "pretrained"
-            raise exc.within(f"strategies#{name}" if mine else "finetune") from None
+            raise exc.within(_where(strategy, exc.name)) from None
+        interval = run.settings.get("val_interval", _train_config()["val_interval"])
+        epochs = int(checked["epochs"])
+        if whole_number(f"{_where(strategy, 'val_interval')}#val_interval", interval, minimum=1) > epochs:
+            raise SettingError(
+                f"{_where(strategy, 'val_interval')}#val_interval",
+                interval,
+                f"must not exceed epochs ({epochs}): no run would validate",
+            )
+        source = pretraining.get(strategy.pretraining)
+        if source is not None and source.encoder != checked["encoder"]:
+            raise SettingError(
+                f"{_where(strategy, 'encoder')}#encoder",
+                checked["encoder"],
+                f"strategy '{name}' starts from pretraining '{source.name}', a {source.encoder}",
+            )
+
+
+def _where(strategy: Strategy, key: str) -> str:
+    """Where a fine-tuning setting was given: the strategy's own overrides (and its start), or ``finetune``."""
+    return f"strategies#{strategy.name}" if key in strategy.overrides or key == "pretrained" else "finetune"
+
+
+def finetune_settings(run: FinetuneRun) -> dict[str, Any]:
+    """The run's bundle settings: the study's over train.json's defaults."""
+    defaults = {key: _train_config()[key] for key in _train_config()["run_settings"]}
+    return defaults | {k: v for k, v in run.settings.items() if k in defaults}
+
+
+def check_data(plan: StudyPlan) -> None:
+    """The fine-tuning data read once, as the runs will read it, before any run starts: a wrong format, an
+    empty folder or a label budget above the split's training patients would otherwise fail every run of
+    the grid, after the pretraining."""
+    from ..training.data import prepare_finetune_data
+
+    keys = ("dataset_dir", "dataset_format", "image_size", "val_fraction", "slice_mode")
+    checked = set()
+    for run in plan.finetune:
+        settings = finetune_settings(run)
+        data = tuple(str(settings[key]) for key in keys)
+        if data in checked:
+            continue
+        checked.add(data)
+        try:
+            prepared = prepare_finetune_data(**{key: settings[key] for key in keys}, seed=run.seed)
+        except SettingError as exc:
+            raise exc.within("finetune") from None
+        patients = len(prepared.train.patients())
+        for budget in plan.budgets:
+            if budget is not None and budget > patients:
+                raise SettingError(
+                    "label_budgets",
+                    budget,
+                    f"must not exceed the {patients} training patients of {settings['dataset_dir']}",
+                )

@@ -122,17 +122,30 @@ def epochs_to_target_figure(plan: StudyPlan, results: dict, patients: dict[str, 
             if cell["epochs_to_target"] is None:
                 ax.text(x, 0.02 * top, "not\nreached", ha="center", va="bottom", fontsize=7, color=colour)
                 continue
-            ax.bar(x, cell["epochs_to_target"], width, color=colour)
-            if cell["reached_target"] != f"{len(plan.seeds)}/{len(plan.seeds)}":
-                ax.text(x, cell["epochs_to_target"], cell["reached_target"], ha="center", va="bottom", fontsize=7)
+            every_seed = cell["reached_target"] == f"{len(plan.seeds)}/{len(plan.seeds)}"
+            # a mean over only the seeds that got there flatters: such a bar is hollow, with how many did
+            ax.bar(x, cell["epochs_to_target"], width, **_bar_style(colour, every_seed))
+            if not every_seed:
+                ax.text(x, cell["epochs_to_target"], cell["reached_target"], ha="center", va="bottom", fontsize=8)
     ax.set_xticks(range(len(plan.budgets)), [_budget_title(b, patients) for b in plan.budgets], fontsize=8)
     ax.set(xlim=(-0.5, len(plan.budgets) - 0.5), ylabel="epochs to the target (mean over seeds)")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(f"Convergence speed: epochs to {plan.convergence_fraction:.0%} of each budget's best", fontsize=10)
     ax.grid(alpha=0.3, axis="y")
-    ax.legend([Patch(color=c) for c in _colours(plan).values()], list(plan.strategies), fontsize="small")
-    fig.tight_layout()
+    handles = [Patch(color=c) for c in _colours(plan).values()]
+    labels = list(plan.strategies)
+    if len(plan.seeds) > 1:
+        handles.append(Patch(**_bar_style("grey", every_seed=False)))
+        labels.append("hollow: not every seed reached it (mean of those that did)")
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), frameon=False, fontsize="small")
+    fig.tight_layout(rect=(0, 0.06 * -(-len(labels) // 4), 1, 1))
     return save_figure(fig, path)
+
+
+def _bar_style(colour: str, every_seed: bool) -> dict[str, Any]:
+    if every_seed:
+        return {"color": colour}
+    return {"facecolor": "none", "edgecolor": colour, "hatch": "//", "linewidth": 1.5}
 
 
 def _ran(context: dict[str, Any]) -> str:
@@ -141,7 +154,24 @@ def _ran(context: dict[str, Any]) -> str:
         ran = f"It ran all {context['runs']} runs in {minutes}."
     else:
         ran = f"It ran {context['ran']} of the {context['runs']} runs in {minutes}; it read the others from its folder."
-    return f"{ran} The runs' epochs took {context['run_seconds'] / 60:.1f} minutes added up (packed runs overlap)."
+    total = f"{context['run_seconds'] / 60:.1f} minutes"
+    return f"{ran} Its runs' epochs sum to {total} (each run's own clock; runs side by side overlap)."
+
+
+def _seeds(plan: StudyPlan) -> str:
+    return "1 seed" if len(plan.seeds) == 1 else f"{len(plan.seeds)} seeds"
+
+
+def _unconverged(plan: StudyPlan, results: dict) -> list[str]:
+    """A caution where runs were still improving when they ended: epochs to a target near the best then tell
+    which run ended highest more than which got there first."""
+    last = [run for run in results["runs"] if run["best_epoch"] == run["epochs"]]
+    if not last:
+        return []
+    return [
+        f"**Still improving**: {len(last)} of the {len(results['runs'])} fine-tuning runs scored their best in "
+        f"their last epoch, so they may not have converged; more `finetune#epochs` would tell."
+    ]
 
 
 def _start(strategy: Strategy) -> str:
@@ -212,7 +242,7 @@ def report_markdown(plan: StudyPlan, results: dict, context: dict[str, Any]) -> 
         f"# {context['title']}",
         f"Made by `{context['command']}` on {context['machine']}, finished {context['finished']}. {_ran(context)} "
         f"{len(plan.finetune)} fine-tuning runs: {len(plan.strategies)} strategies x {len(plan.budgets)} label "
-        f"budgets x {len(plan.seeds)} seed(s). {context['data_note']}",
+        f"budgets x {_seeds(plan)}. {context['data_note']}",
         "## Where fine-tuning starts",
         _table(["strategy", "fine-tuning starts from"], strategies),
     ]
@@ -226,8 +256,8 @@ def report_markdown(plan: StudyPlan, results: dict, context: dict[str, Any]) -> 
         ]
     parts += [
         "## Accuracy",
-        f"Best validation Dice (3D per volume, mean of RV, MYO and LV) of each run, mean ± standard deviation "
-        f"over {len(plan.seeds)} seed(s)"
+        "Best validation Dice (3D per volume, mean of RV, MYO and LV) of each run"
+        + (f", mean ± standard deviation over {_seeds(plan)}" if len(plan.seeds) > 1 else ", one seed")
         + (
             f"; in brackets, in how many seeds it beat `{plan.reference}` on the same labelled patients."
             if plan.reference
@@ -249,6 +279,7 @@ def report_markdown(plan: StudyPlan, results: dict, context: dict[str, Any]) -> 
             if unlearned
             else []
         ),
+        *_unconverged(plan, results),
         "![convergence](convergence.png)",
         "![epochs to target](epochs_to_target.png)",
         "## Files",

@@ -1,13 +1,15 @@
 """The study as one run, as ``experiments/configs/*.json`` drives it: check, pretrain, fine-tune, report.
 
-Making a :class:`Study` checks every setting (the study's, each recipe's and the bundle's) and the output
-folder; ``prepare`` claims the folder and records the settings; ``run`` pretrains (stage by stage, since a
-hierarchical run starts from another's end), fine-tunes the grid (``slots`` runs at a time, each its own
-bundle run with its own folder, log and resume) and writes what it found. A study folder belongs to one
-study, as a run folder to one run: it is refused if it holds one, unless ``resume`` (finished runs are
-read, interrupted ones resumed, the rest run; the grid may grow: more seeds, budgets or strategies) or
-``overwrite`` (all of it is removed first). A failed run stops the study after the others have finished,
-naming each failure and its log; ``resume true`` then carries on from there.
+Making a :class:`Study` checks every setting (the study's, each recipe's and the bundle's), the output
+folder and the fine-tuning data (read once, as the runs will); ``prepare`` claims the folder and records the
+settings; ``run`` pretrains (stage by stage, since a hierarchical run starts from another's end), fine-tunes
+the grid (``slots`` runs at a time, each its own bundle run with its own folder, log and resume) and writes
+what it found. A study folder belongs to one study, as a run folder to one run: it is refused if it holds
+one, unless ``resume`` (finished runs are read, interrupted ones resumed, the rest run; the grid may grow:
+more seeds, budgets or strategies) or ``overwrite`` (all of it is removed first). A failed run stops the
+study after the others have finished, naming each failure and its log; ``resume true`` then carries on
+from there. A finished fine-tuning run's ``models/last.pt`` is removed (``model.pt`` stays): at paper
+scale they would fill about 30 GB.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from ..errors import DataError, show_cause_last
 from ..run_folder import RECORD_NAME, RunFolder, changed_settings
 from ..settings import as_flag, output_folder, whole_number
 from .packing import BundleRun, run_packed
-from .plan import FinetuneRun, PretrainingRun, StudyPlan, budget_label, plan_study
+from .plan import FinetuneRun, PretrainingRun, StudyPlan, budget_label, check_data, plan_study
 from .report import FIGURES, write_report
 from .results import analyse
 
@@ -69,6 +71,7 @@ class Study:
         self.settings = dict(settings)
         self.plan: StudyPlan = plan_study(self.settings, self.folder.path)
         self.folder.check(self.resume, self.overwrite, self.settings, may_change=GRID_CHANGES)
+        check_data(self.plan)
 
     def prepare(self) -> StudyPlan:
         """Claim the folder (lock it, and with ``overwrite`` empty it) and record the settings."""
@@ -89,6 +92,9 @@ class Study:
         logger.info("fine-tuning: %d of %d runs to do, %d at a time", len(todo), len(self.plan.finetune), self.slots)
         self._run([continued_run(run.bundle_run(), run.folder) for run in todo])
         ran += len(todo)
+        for run in self.plan.finetune:  # a finished run's resume state (model, optimiser...): GBs a study
+            if (run.folder / "models" / "last.pt").is_file() and self._finished(run):
+                (run.folder / "models" / "last.pt").unlink()
         metrics = {(run.strategy, run.budget, run.seed): _validated_metrics(run) for run in self.plan.finetune}
         results = analyse(self.plan, metrics)
         for budget, target in results["targets"].items():
