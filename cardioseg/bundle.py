@@ -63,6 +63,21 @@ REQUIRED_PACKAGES = ("cardioseg", "nibabel", "pytorch-ignite", "pyyaml", "tensor
 TORCHSCRIPT_ATOL = 1e-4
 
 
+def merged_config(files: list[str | Path]) -> dict[str, Any]:
+    """Config files merged as MONAI merges several ``--config_file``s (later ones replace top-level keys),
+    each checked to be a JSON object first: MONAI would end a bad one in a traceback."""
+    merged: dict[str, Any] = {}
+    for file in files:
+        try:
+            config = json.loads(Path(file).read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise DataError(file, f"not a readable JSON config ({exc})") from None
+        if not isinstance(config, dict):
+            raise DataError(file, "a config is a JSON object of settings")
+        merged |= config
+    return merged
+
+
 def parse_overrides(tokens: list[str]) -> dict[str, object]:
     """``["--epochs", "5", "--encoder", "resnet18"]`` to ``{"epochs": 5, "encoder": "resnet18"}``.
 

@@ -87,16 +87,28 @@ def run_config(run_id: str, config_file: Path | list[Path], **overrides: object)
     (which MONAI wraps in its own) is raised as itself, so ``main`` prints it as one line."""
     from monai.bundle import run
 
+    files = [str(path) for path in config_file] if isinstance(config_file, list) else [str(config_file)]
+    _check_overrides(files, overrides)
     # MONAI warns that a config runs code; these are the package's own.
     warnings.filterwarnings("ignore", message="parsing config_file", category=UserWarning)
     try:
-        files = [str(path) for path in config_file] if isinstance(config_file, list) else str(config_file)
-        run(run_id, config_file=files, **overrides)
+        run(run_id, config_file=files if len(files) > 1 else files[0], **overrides)
     except RuntimeError as exc:
         cause = cardioseg_cause(exc)
         if cause is None:
             raise
         raise cause from None
+
+
+def _check_overrides(files: list[str], overrides: dict[str, object]) -> None:
+    """Each override names a setting the configs have: MONAI would add an unknown one (``--epocs 5``) as a
+    new key that nothing reads, and the run would train with its defaults, silently."""
+    from .bundle import merged_config
+
+    known = merged_config(files)
+    for name, value in overrides.items():
+        if name.split("#")[0] not in known:
+            raise SettingError(name, value, f"not a setting of {Path(files[-1]).name}")
 
 
 def cmd_finetune(args: argparse.Namespace, overrides: list[str]) -> None:

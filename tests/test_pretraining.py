@@ -200,15 +200,25 @@ def test_resume_after_interruption_equals_a_straight_run(runs, phantom_dir, tmp_
     torch.testing.assert_close(queue_a, queue_b, rtol=1e-5, atol=1e-6)
 
 
-BAD_INPUT = ["unknown method", "no images", "unreadable image", "other depth", "not a checkpoint", "cardiac labels"]
+BAD_INPUT = [
+    "unknown method",
+    "unknown setting",
+    "no images",
+    "unreadable image",
+    "other depth",
+    "not a checkpoint",
+    "cardiac labels",
+]
 
 
 @pytest.mark.parametrize("case", BAD_INPUT)
 def test_bad_input_is_one_line_and_writes_nothing(phantom_dir, tmp_path, capsys, case):
-    method, data, init, named = "byol", tmp_path / "images", "none", None
+    method, data, init, named, extra = "byol", tmp_path / "images", "none", None, []
     write_imagefolder(data, per_class=2)
     if case == "unknown method":
         method, named = "byol2", "setting 'method' is 'byol2': choose one of byol, simclr, moco, vicreg, mim"
+    elif case == "unknown setting":
+        extra, named = ["--batchsize", "8"], "setting 'batchsize' is 8: not a setting of specialist.json"
     elif case == "no images":
         data = tmp_path / "empty"
         (data / "class_a").mkdir(parents=True)
@@ -232,7 +242,7 @@ def test_bad_input_is_one_line_and_writes_nothing(phantom_dir, tmp_path, capsys,
     out = tmp_path / "run"
     argv = ["--quiet", "pretrain", "--method", method, "--encoder", "resnet18", "--data", str(data)]
     argv += ["--init", str(init), "--epochs", "1", "--out", str(out), "--image_size", "32", "--warmup_epochs", "0"]
-    assert main(argv) == 2
+    assert main(argv + extra) == 2
     assert named in one_line_error(capsys)
     assert not out.exists()
 

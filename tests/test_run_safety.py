@@ -105,6 +105,7 @@ BAD_SETTINGS = [
     (["--decoder_channels", "[64,32]"], "'decoder_channels' is [64, 32]: give 5 whole numbers, coarsest first"),
     (["--resume", "True", "--overwrite", "True"], "resume and overwrite exclude each other"),
     (["--pretrained", "no/such/weights.pt"], "'pretrained' is 'no/such/weights.pt': does not exist"),
+    (["--epocs", "5"], "setting 'epocs' is 5: not a setting of train.json"),
 ]
 
 

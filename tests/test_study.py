@@ -156,6 +156,18 @@ def test_a_study_folder_is_not_run_over_and_a_resume_redoes_only_what_is_missing
     )
 
 
+def test_a_moved_study_folder_is_read_again_without_rerunning(study, overlay):
+    """Copied off the GPU machine or renamed, a study's runs record their starts at the old place: the same
+    checkpoint bytes at the new place are the same start, so a resume reads every run and reruns none."""
+    moved = study.with_name("moved")
+    study.rename(moved)
+    try:
+        assert main(study_args(overlay, moved, "--resume", "true")) == 0
+        assert "It ran 0 of the 14 runs" in (moved / "report.md").read_text()
+    finally:
+        moved.rename(study)
+
+
 HERE = str(Path(__file__).parent)  # a folder that exists, for the data settings
 
 
@@ -240,8 +252,8 @@ def test_a_pretraining_no_strategy_starts_from_is_not_run(caplog):
 @pytest.mark.parametrize(
     "config, args, expected",
     [
-        ("{not json", [], "not a readable JSON study config"),
-        ("[1, 2]", [], "a study config is a JSON object"),
+        ("{not json", [], "not a readable JSON config"),
+        ("[1, 2]", [], "a config is a JSON object"),
         ('{"label_budget": [1]}', [], "setting 'label_budget' is [1]: not a setting of the study"),
         (
             None,

@@ -23,8 +23,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from ..bundle import TRAIN_CONFIG
-from ..errors import DataError
+from ..bundle import TRAIN_CONFIG, merged_config
 from ..settings import SettingError, is_none, real_number, whole_number
 from ..shipped import named_config
 from ..ssl.checkpoints import checkpoint_name, is_milestone
@@ -135,15 +134,7 @@ def check_study_configs(paths: list[Path], overrides: dict[str, Any]) -> None:
     object, each key one the study knows (``paper.json``'s, or one the configs refer to as ``@key``), each
     override one of a key the configs have. MONAI would take an unknown key as a new one that nothing
     reads: ``--epochs 20`` would run the study with its own epochs, silently."""
-    merged: dict[str, Any] = {}
-    for path in paths:
-        try:
-            config = json.loads(Path(path).read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise DataError(path, f"not a readable JSON study config ({exc})") from None
-        if not isinstance(config, dict):
-            raise DataError(path, "a study config is a JSON object of settings")
-        merged |= config
+    merged = merged_config(paths)
     known = set(json.loads(study_config("paper").read_text())) | set(re.findall(r"@(\w+)", json.dumps(merged)))
     for key in merged:
         if key not in known:
@@ -282,7 +273,7 @@ def _used(pretraining: dict[str, PretrainingRun], strategies: dict[str, Strategy
         while name is not None and name not in used:
             used.add(name)
             name = pretraining[name].init
-    for name in pretraining.keys() - used:
+    for name in sorted(pretraining.keys() - used):
         logger.warning("pretraining '%s' is not run: no strategy starts from it", name)
     return {name: run for name, run in pretraining.items() if name in used}
 

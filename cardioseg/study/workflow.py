@@ -14,6 +14,7 @@ scale they would fill about 30 GB.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ from typing import Any
 import torch
 
 from ..atomic import write_text_atomic
+from ..checkpoint import file_sha256
 from ..engine.epoch_log import read_metrics
 from ..errors import DataError, show_cause_last
 from ..run_folder import RECORD_NAME, RunFolder, changed_settings
@@ -80,7 +82,14 @@ class Study:
         return self.plan
 
     def run(self) -> dict[str, Any]:
-        """Pretrain, fine-tune, analyse, report; returns the results (as ``results.json``)."""
+        """Pretrain, fine-tune, analyse, report; returns the results (as ``results.json``). The folder's lock
+        ends with it, so that the same process (a notebook) may move or resume the study afterwards."""
+        try:
+            return self._pretrain_finetune_report()
+        finally:
+            self.folder.release()
+
+    def _pretrain_finetune_report(self) -> dict[str, Any]:
         started, ran = time.perf_counter(), 0
         for stage in self.plan.stages():
             todo = [run for run in stage if not run.finished()]
@@ -124,14 +133,17 @@ class Study:
         record = run.folder / RECORD_NAME
         if not record.is_file() or not (run.folder / "metrics.jsonl").is_file():
             return False
-        recorded = json.loads(record.read_text())["settings"]
-        differences = changed_settings({k: recorded.get(k) for k in run.settings}, run.settings)
+        record = json.loads(record.read_text())
+        recorded = {k: record["settings"].get(k) for k in run.settings}
+        if _same_start_moved(record.get("pretrained"), recorded.get("pretrained"), run.settings.get("pretrained")):
+            recorded["pretrained"] = run.settings["pretrained"]
+        differences = changed_settings(recorded, run.settings)
         if differences:
             raise DataError(run.folder, f"holds a run with other settings ({'; '.join(differences)})")
         lines = read_metrics(run.folder / "metrics.jsonl")
-        stop = recorded.get("stop_at_dice")
+        stop = record["settings"].get("stop_at_dice")
         stopped = stop is not None and lines and (lines[-1].get("val_dice_mean") or 0.0) >= float(stop)
-        return bool(lines) and (lines[-1]["epoch"] >= int(recorded["epochs"]) or stopped)
+        return bool(lines) and (lines[-1]["epoch"] >= int(record["settings"]["epochs"]) or stopped)
 
     def _context(self, started: float, ran: int, results: dict[str, Any]) -> dict[str, Any]:
         patients = {}
@@ -156,6 +168,20 @@ class Study:
             "pretraining": pretraining,
             "data_note": ACDC_NOTE if "acdc" in dataset.lower() else f"Data: {dataset}.",
         }
+
+
+def _same_start_moved(record: dict | None, recorded_path: str | None, path: str | None) -> bool:
+    """Whether a run recorded starting from ``recorded_path`` started from the file now at ``path``: a study
+    folder that was moved or renamed (copied off the GPU machine) records its runs' starts where they were,
+    and the same bytes at the new place are the same start."""
+    if record is None or recorded_path is None or path is None or recorded_path == path or not Path(path).is_file():
+        return False
+    return _sha256(str(path)) == record.get("sha256")
+
+
+@functools.cache
+def _sha256(path: str) -> str:  # a study's runs share a few checkpoints of up to hundreds of MB
+    return file_sha256(path)
 
 
 def continued_run(bundle_run: BundleRun, folder: Path) -> BundleRun:
