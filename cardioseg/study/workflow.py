@@ -130,10 +130,9 @@ class Study:
     def _finished(self, run: FinetuneRun) -> bool:
         """Whether the run's folder holds it finished, with the settings the study gives it; one with other
         settings (a resumed study whose fine-tuning settings were changed) is an error naming it."""
-        record = run.folder / RECORD_NAME
-        if not record.is_file() or not (run.folder / "metrics.jsonl").is_file():
+        if not (run.folder / RECORD_NAME).is_file() or not (run.folder / "metrics.jsonl").is_file():
             return False
-        record = json.loads(record.read_text())
+        record = json.loads((run.folder / RECORD_NAME).read_text())
         recorded = {k: record["settings"].get(k) for k in run.settings}
         if _same_start_moved(record.get("pretrained"), recorded.get("pretrained"), run.settings.get("pretrained")):
             recorded["pretrained"] = run.settings["pretrained"]
