@@ -12,6 +12,8 @@ from pathlib import Path
 from .errors import CardiosegError, cardioseg_cause
 from .settings import SettingError, multiple_of, output_file, real_number, whole_number
 
+TERMINATED = 128 + 15  # the exit status of a process ended by SIGTERM
+
 
 def show_progress(args: argparse.Namespace) -> bool:
     """Progress bars for a person at a terminal; none under --quiet or in CI logs."""
@@ -364,11 +366,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cardioseg: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        resumable = args.command in ("finetune", "pretrain", "study")
-        hint = ": --resume true continues from the last checkpoint" if resumable else ""
-        print(f"cardioseg: interrupted{hint}", file=sys.stderr)
+        print(f"cardioseg: interrupted{_resume_hint(args)}", file=sys.stderr)
         return 130
+    except SystemExit as exc:  # a study's pack, stopped by SIGTERM (cardioseg.study.packing)
+        if exc.code != TERMINATED:
+            raise
+        print(f"cardioseg: terminated{_resume_hint(args)}", file=sys.stderr)
+        return TERMINATED
     return 0
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    resumable = args.command in ("finetune", "pretrain", "study")
+    return ": --resume true continues from the last checkpoint" if resumable else ""
 
 
 if __name__ == "__main__":

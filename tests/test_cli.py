@@ -87,3 +87,16 @@ def test_an_interrupt_is_one_line_and_exit_130(monkeypatch, capsys):
         assert main([command, *args]) == 130
         err = capsys.readouterr().err.strip()
         assert err.startswith("cardioseg: interrupted") and ("--resume true" in err) == hint and "\n" not in err
+
+
+def test_a_terminated_study_is_one_line_and_exit_143(monkeypatch, capsys):
+    """SIGTERM stops a study's pack with SystemExit(143) (tests/test_packing.py); the command says so."""
+    import cardioseg.cli
+
+    def terminated(*args):
+        raise SystemExit(143)
+
+    monkeypatch.setattr(cardioseg.cli, "cmd_study", terminated)
+    assert main(["study", "--config", "paper", "--out", "x"]) == 143
+    err = capsys.readouterr().err.strip()
+    assert err == "cardioseg: terminated: --resume true continues from the last checkpoint"
