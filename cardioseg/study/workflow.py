@@ -101,9 +101,8 @@ class Study:
         logger.info("fine-tuning: %d of %d runs to do, %d at a time", len(todo), len(self.plan.finetune), self.slots)
         self._run([continued_run(run.bundle_run(), run.folder) for run in todo])
         ran += len(todo)
-        for run in self.plan.finetune:  # a finished run's resume state (model, optimiser...): GBs a study
-            if (run.folder / "models" / "last.pt").is_file() and self._finished(run):
-                (run.folder / "models" / "last.pt").unlink()
+        for run in self.plan.finetune:  # all finished (run_packed raises on a failure): their resume state goes
+            (run.folder / "models" / "last.pt").unlink(missing_ok=True)
         metrics = {(run.strategy, run.budget, run.seed): _validated_metrics(run) for run in self.plan.finetune}
         results = analyse(self.plan, metrics)
         for budget, target in results["targets"].items():
