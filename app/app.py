@@ -38,8 +38,11 @@ class CardiacCineSegApp(Application):
     description = "Cardiac short-axis cine MRI segmentation (RV, LV myocardium, LV cavity) with clinical indices"
     version = "0.1.0"
 
-    def __init__(self, *args, app_context: AppContext, model: BundleModel, run_state: RunState, **kwargs):
+    def __init__(
+        self, *args, app_context: AppContext, model: BundleModel, run_state: RunState, overwrite: bool = False, **kwargs
+    ):
         self.app_context = app_context
+        self.overwrite = overwrite
         self.model = model
         self.run_state = run_state
         super().__init__(*args, **kwargs)
@@ -55,7 +58,12 @@ class CardiacCineSegApp(Application):
         postprocess = PostprocessOperator(self, run_state=state, name="postprocess")
         indices = CardiacIndicesOperator(self, run_state=state, name="cardiac_indices")
         writer = StudyWriterOperator(
-            self, output_folder=Path(context.output_path), model=self.model, run_state=state, name="study_writer"
+            self,
+            output_folder=Path(context.output_path),
+            model=self.model,
+            overwrite=self.overwrite,
+            run_state=state,
+            name="study_writer",
         )
 
         self.add_flow(loader, selector, {("scan", "scan")})

@@ -1,15 +1,16 @@
 """Command line of the app: the SDK's options, inputs checked before the graph runs, one line per error.
 
 The options are the MONAI Deploy App SDK's (``-i/--input``, ``-o/--output``, ``-m/--model``,
-``-w/--workdir``, ``-l/--log-level``), each falling back to its environment variable
+``-w/--workdir``, ``-l/--log-level``), and ``--overwrite``; the folders fall back to its environment variable
 (``HOLOSCAN_INPUT_PATH``, ``HOLOSCAN_OUTPUT_PATH``, ``HOLOSCAN_MODEL_PATH``, ``HOLOSCAN_WORKDIR``) and then
 to the SDK's default, as ``AppContext`` resolves them. They are parsed here rather than by the SDK's parser,
 which creates the output folder as it parses: a run refused for bad input must leave no output folder.
 
 Before the graph is built: the input folder must exist and hold files, the output folder must be new or
-empty, and the model bundle must pass its checks (every model file's sha256 against ``large_files.yml``, the
-ONNX signature). Bad input there or in an operator (see ``app.operators.stage``) prints
-``cardioseg: error: PATH: problem`` as the last line and exits 2, with nothing written to the output folder.
+empty (or ``--overwrite`` given) and writable, and the model bundle must pass its checks (every model file's
+sha256 against ``large_files.yml``, the ONNX signature). Bad input there or in an operator (see
+``app.operators.stage``) prints ``cardioseg: error: PATH: problem`` as the last line and exits 2, with
+nothing written to the output folder.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from cardioseg.data.dicom_cine import files_under
 from cardioseg.errors import CardiosegError, DataError
 
 logger = logging.getLogger("app")
@@ -43,9 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-m", "--model", help="exported bundle folder (else $HOLOSCAN_MODEL_PATH, else ./models)")
     parser.add_argument("-w", "--workdir", help="work folder (unused; accepted as the SDK accepts it)")
     parser.add_argument(
-        "-l", "--log-level", type=str.upper, choices=["DEBUG", "INFO", "WARN", "ERROR", "CRITICAL"], help="log level"
+        "-l", "--log-level", type=log_level, choices=["DEBUG", "INFO", "WARN", "ERROR", "CRITICAL"], help="log level"
     )
+    parser.add_argument("--overwrite", action="store_true", help="replace the results in a non-empty output folder")
     return parser
+
+
+def log_level(text: str) -> str:
+    """The SDK's level name: upper case, and WARN for Python's WARNING."""
+    return {"WARNING": "WARN"}.get(text.upper(), text.upper())
 
 
 def resolve(args: argparse.Namespace) -> dict[str, tuple[str, str]]:
@@ -66,7 +74,7 @@ def check_input_folder(folder: Path, source: str) -> None:
         raise DataError(folder, f"input folder does not exist (from {source})")
     if not folder.is_dir():
         raise DataError(folder, f"input is not a folder (from {source}); pass the study's folder")
-    if not any(path.is_file() for path in folder.rglob("*")):
+    if next(files_under(folder), None) is None:
         raise DataError(folder, "input folder is empty: no files to read")
 
 
@@ -75,8 +83,11 @@ def bundle_folder(path: Path) -> Path:
     subfolder of ``HOLOSCAN_MODEL_PATH`` (``/opt/holoscan/models/cardiac_sax_seg``)."""
     if not path.is_dir() or (path / "large_files.yml").exists():
         return path
-    inside = [child for child in path.iterdir() if child.is_dir() and (child / "large_files.yml").is_file()]
-    return inside[0] if len(inside) == 1 else path
+    inside = sorted(child for child in path.iterdir() if child.is_dir() and (child / "large_files.yml").is_file())
+    if len(inside) > 1:
+        names = ", ".join(child.name for child in inside)
+        raise DataError(path, f"holds {len(inside)} exported bundles ({names}): pass the one to use with -m")
+    return inside[0] if inside else path
 
 
 def load_model(bundle: Path, source: str):
@@ -96,7 +107,15 @@ def quiet_holoscan() -> None:
         set_log_level(LogLevel.WARN)
 
 
-def run(input_dir: Path, output_dir: Path, bundle: Path, *, sources: dict[str, str] | None = None, workdir: str = ""):
+def run(
+    input_dir: Path,
+    output_dir: Path,
+    bundle: Path,
+    *,
+    sources: dict[str, str] | None = None,
+    workdir: str = "",
+    overwrite: bool = False,
+):
     """Check the inputs, build the app and run it once; returns its ``RunState`` (stage times, outputs).
 
     Raises the CardiosegError of the first bad input, found before or during the graph's run.
@@ -106,7 +125,7 @@ def run(input_dir: Path, output_dir: Path, bundle: Path, *, sources: dict[str, s
     sources = sources or {}
     start = time.perf_counter()
     check_input_folder(input_dir, sources.get("input", "--input"))
-    check_output_folder(output_dir, overwrite=False)
+    check_output_folder(output_dir, overwrite)
 
     from monai.deploy.core import AppContext, RuntimeEnv
 
@@ -121,7 +140,7 @@ def run(input_dir: Path, output_dir: Path, bundle: Path, *, sources: dict[str, s
     settings = {"input": str(input_dir), "output": str(output_dir), "model": str(model.bundle_dir), "workdir": workdir}
     context = AppContext(settings, RuntimeEnv())
     quiet_holoscan()
-    app = CardiacCineSegApp(["app"], app_context=context, model=model, run_state=state)
+    app = CardiacCineSegApp(["app"], app_context=context, model=model, run_state=state, overwrite=overwrite)
     app.run()
     if state.error is not None:
         raise state.error
@@ -147,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             paths["model"],
             sources={key: source for key, (_, source) in settings.items()},
             workdir=settings["workdir"][0],
+            overwrite=args.overwrite,
         )
     except CardiosegError as exc:
         print(f"cardioseg: error: {exc}", file=sys.stderr)

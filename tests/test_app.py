@@ -167,7 +167,9 @@ def test_study_without_a_short_axis_cine(bundle, study, tmp_path, capfd):
     assert len(first_slice) == 4
     for path in first_slice:
         shutil.copy(path, folder / path.name)
-    shutil.copy(pydicom.data.get_testdata_file("MR_small.dcm"), folder / "MR_small.dcm")
+    header = pydicom.dcmread(files[0], stop_before_pixels=True)
+    other = Path(shutil.copy(pydicom.data.get_testdata_file("MR_small.dcm"), folder / "MR_small.dcm"))
+    edit_dicom(other, PatientID=header.PatientID, StudyInstanceUID=header.StudyInstanceUID)  # the same study
     out = tmp_path / "out"
     line = refused(capfd, ["-i", str(folder), "-o", str(out), "-m", str(bundle)], out)
     assert "no short-axis cine series" in line and "1 slice position(s)" in line and "not a cine" in line
@@ -225,8 +227,27 @@ def test_non_empty_output_folder_is_left_alone(bundle, study, tmp_path, capfd):
     out.mkdir()
     (out / "earlier.txt").write_text("a result someone has")
     assert main(["-i", str(study), "-o", str(out), "-m", str(bundle)]) == 2
-    assert "output folder exists and is not empty" in error_line(capfd.readouterr().err)
+    assert "output folder exists and is not empty (use --overwrite" in error_line(capfd.readouterr().err)
     assert [p.name for p in out.iterdir()] == ["earlier.txt"]
+
+
+def test_overwrite_replaces_the_results_in_the_same_folder(bundle, study, tmp_path):
+    """The folder itself stays (a container's output volume is a mount point: it cannot be replaced)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "earlier.txt").write_text("an earlier result")
+    inode = out.stat().st_ino
+    assert main(["-i", str(study), "-o", str(out), "-m", str(bundle), "--overwrite", "-l", "warning"]) == 0
+    assert {p.name for p in out.iterdir()} == OUTPUTS and out.stat().st_ino == inode
+
+
+def test_a_models_folder_with_two_bundles_is_refused(bundle, study, tmp_path, capfd):
+    models = tmp_path / "models"
+    for name in ("first", "second"):
+        shutil.copytree(bundle, models / name)
+    out = tmp_path / "out"
+    line = refused(capfd, ["-i", str(study), "-o", str(out), "-m", str(models)], out)
+    assert f"{models}: holds 2 exported bundles (first, second): pass the one to use with -m" in line
 
 
 def test_bad_input_in_a_real_process(bundle, study_copy, tmp_path):

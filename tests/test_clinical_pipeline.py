@@ -160,10 +160,10 @@ def _bad_study(kind: str, study: Path, tmp_path: Path) -> tuple[Path, str]:
     victim = sorted((bad / "sax").iterdir())[5]
     if kind == "truncated file":
         victim.write_bytes(victim.read_bytes()[:400])
-        return bad, victim.name
+        return bad, f"{victim}: has no SeriesInstanceUID: a truncated or damaged DICOM file"
     if kind == "missing geometry":
         edit_dicom(victim, ImageOrientationPatient=None)
-        return bad, "geometry tag(s) ImageOrientationPatient missing"
+        return bad, f"geometry tag(s) ImageOrientationPatient missing (e.g. in {victim.name})"
     raise AssertionError(kind)
 
 

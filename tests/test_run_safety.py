@@ -19,6 +19,7 @@ import pytest
 import torch
 from cli_helpers import one_line_error
 
+from cardioseg.atomic import atomic_directory, check_folder_target
 from cardioseg.checkpoint import file_sha256, load_torch_file, save_checkpoint, save_torch_atomic
 from cardioseg.cli import main
 from cardioseg.errors import DataError
@@ -400,3 +401,32 @@ def test_commands_refuse_to_overwrite(phantom_dir, tmp_path, capsys, command, ex
     assert main(["--quiet", *args]) == 2
     assert expected in one_line_error(capsys)
     assert file.read_bytes() == b"mine" and not any(folder.iterdir()) and not (tmp_path / "new.bin").exists()
+
+
+def test_an_existing_folder_is_filled_in_place_all_or_nothing(tmp_path):
+    """A container's output volume is a mount point: it is filled, never removed or renamed."""
+    out = tmp_path / "mounted"
+    out.mkdir()
+    inode = out.stat().st_ino
+
+    def names() -> list[str]:
+        return sorted(p.name for p in out.iterdir())
+
+    with atomic_directory(out) as stage:
+        (stage / "first.txt").write_text("1")
+    assert names() == ["first.txt"] and out.stat().st_ino == inode
+    with pytest.raises(DataError, match="not empty"), atomic_directory(out):
+        pass
+    with pytest.raises(RuntimeError), atomic_directory(out, overwrite=True) as stage:
+        (stage / "second.txt").write_text("2")
+        raise RuntimeError("a failure while writing")
+    assert names() == ["first.txt"]  # untouched, and no staging folder left inside
+    with atomic_directory(out, overwrite=True) as stage:
+        (stage / "second.txt").write_text("2")
+    assert names() == ["second.txt"] and out.stat().st_ino == inode
+
+
+def test_an_unwritable_place_is_refused_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path)
+    with pytest.raises(DataError, match=f"{tmp_path}: is not writable by this user, so .*new cannot be written"):
+        check_folder_target(tmp_path / "new" / "out", overwrite=False)

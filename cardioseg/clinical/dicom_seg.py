@@ -15,7 +15,7 @@ from pathlib import Path
 
 import highdicom as hd
 import numpy as np
-import pydicom
+from pydicom.charset import python_encoding
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.pixels import pack_bits
@@ -23,7 +23,7 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.sr.codedict import codes
 
 from .. import __version__
-from ..data.dicom_cine import CineSeries
+from ..data.dicom_cine import CineSeries, dcmread_strict
 from ..errors import CardiosegError, DataError
 from ..visualize import LABEL_COLOURS
 
@@ -59,7 +59,7 @@ def write_dicom_seg(
         raise CardiosegError(f"labels have shape {labels.shape}, the series {series.pixels.shape}")
     if labels.size and labels.max() > len(SEGMENTS):
         raise CardiosegError(f"labels hold value {int(labels.max())}; ACDC labels are 0..{len(SEGMENTS)}")
-    first_phase = [pydicom.dcmread(p, stop_before_pixels=True) for p in series.files[0]]
+    first_phase = [_as_source(dcmread_strict(p, stop_before_pixels=True), series) for p in series.files[0]]
     uids = [[_sop_uids(p, ds) for p, ds in zip(series.files[0], first_phase, strict=True)]]
     uids += [[_sop_uids(p) for p in phase] for phase in series.files[1:]]
     template = _first_phase_seg(
@@ -70,10 +70,25 @@ def write_dicom_seg(
     return Path(path)
 
 
+def _as_source(ds: Dataset, series: CineSeries) -> Dataset:
+    """The source header mended where highdicom would refuse it (this copy only, never the file).
+
+    A missing SliceThickness (anonymisers often strip it; highdicom copies it into the SEG's pixel measures)
+    becomes the stack's slice step. A misspelt SpecificCharacterSet ("ISO IR 100"), which pydicom decoded
+    anyway, becomes UTF-8: the text is decoded already, and UTF-8 carries any of it.
+    """
+    if ds.get("SliceThickness") in (None, ""):
+        ds.SliceThickness = round(series.spacing[0], 4)
+    charsets = ds.get("SpecificCharacterSet")
+    if charsets and any(value not in python_encoding for value in np.atleast_1d(charsets)):
+        ds.SpecificCharacterSet = "ISO_IR 192"
+    return ds
+
+
 def _sop_uids(path: Path, ds: Dataset | None = None) -> tuple[str, str]:
     """(SOP class, SOP instance) UIDs of a source instance."""
     if ds is None:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+        ds = dcmread_strict(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
     if "SOPInstanceUID" not in ds or "SOPClassUID" not in ds:
         raise DataError(path, "has no SOPInstanceUID or SOPClassUID: a SEG cannot reference it")
     return str(ds.SOPClassUID), str(ds.SOPInstanceUID)

@@ -161,8 +161,12 @@ def load_bundle_model(bundle_dir: str | Path, *, backend: str = "onnx", device: 
     if device not in DEVICES:
         raise CardiosegError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
     bundle_dir = Path(bundle_dir)
+    if not bundle_dir.exists():
+        raise DataError(bundle_dir, "bundle folder does not exist")
     if not bundle_dir.is_dir():
-        raise DataError(bundle_dir, "bundle folder does not exist" if not bundle_dir.exists() else "is not a folder")
+        in_bundle = (bundle_dir.parent / "large_files.yml").is_file()
+        hint = bundle_dir.parent if in_bundle else "the one with large_files.yml"
+        raise DataError(bundle_dir, f"is a file, not an exported bundle folder: pass the bundle folder ({hint})")
     hashes = check_large_files(bundle_dir)
     metadata = _read_metadata(bundle_dir)
     preprocessing = preprocessing_of(metadata, bundle_dir / METADATA_FILE)

@@ -1,8 +1,9 @@
 """Everything a study's run writes, into one folder, all or nothing.
 
-The outputs are staged in a temporary folder beside ``out_dir`` and moved into place only when every one
-of them was written, so a failure (a full disk, a SEG the encoder refuses) leaves no half-written study for
-a PACS upload or a spreadsheet to pick up. An existing non-empty ``out_dir`` is refused unless
+The outputs are staged in a temporary folder (beside a new ``out_dir``, inside an existing one, which may be
+a container's mounted volume) and moved into place only when every one of them was written, so a failure (a
+full disk, a SEG the encoder refuses) leaves no half-written study for a PACS upload or a spreadsheet to pick
+up. An existing non-empty ``out_dir`` is refused unless
 ``overwrite``: a result a person already has is never replaced silently.
 """
 
@@ -14,10 +15,9 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..atomic import atomic_directory
+from ..atomic import atomic_directory, check_folder_target
 from ..data.dicom_cine import CineSeries
 from ..data.nifti_io import save_nifti
-from ..errors import DataError
 from .dicom_seg import write_dicom_seg
 from .indices import CardiacIndices
 from .picture import write_picture
@@ -38,12 +38,8 @@ OUTPUT_FILES = {
 
 
 def check_output_folder(out_dir: str | Path, overwrite: bool) -> None:
-    """Refuse a non-empty ``out_dir`` (without ``overwrite``) before any work is done."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DataError(out_dir, "exists and is not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise DataError(out_dir, "output folder exists and is not empty (use --overwrite to replace it)")
+    """Refuse a non-empty ``out_dir`` (without ``overwrite``) or one this user cannot write, before any work."""
+    check_folder_target(out_dir, overwrite, what="output folder")
 
 
 def write_study_outputs(

@@ -7,6 +7,7 @@ slice normal and ordered by TriggerTime within each position, giving ``(frames, 
 
 from __future__ import annotations
 
+import os
 import uuid
 import warnings
 from collections import Counter
@@ -18,7 +19,7 @@ import pydicom
 from pydicom.config import disable_value_validation
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import BytesLengthException, InvalidDicomError
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, MRImageStorage
 from pydicom.valuerep import DSfloat
 from tqdm.auto import tqdm
 
@@ -29,7 +30,7 @@ from .validate import check_image, check_spacing, silenced
 REQUIRED_TAGS = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "TriggerTime")
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])  # its own inverse
 _POSITION_TOL_MM = 0.01  # instances closer than this along the normal share a slice position
-_ORIENTATION_TOL = 1e-4
+ORIENTATION_TOL = 1e-3  # direction cosines are often rounded to 3 decimals, some files of a series not
 _UNIT_TOL = 1e-2  # direction cosines are stored as decimal strings, often with few digits
 
 
@@ -122,20 +123,44 @@ def _orientation(ds: Dataset, path: Path) -> np.ndarray:
     return orientation
 
 
-def dcmread_strict(path: Path, *, stop_before_pixels: bool = False) -> Dataset:
-    """The whole file parsed now, every element included (but the pixel data with ``stop_before_pixels``).
+_PART10_MARKER_AT = 128  # a Part 10 file: a 128-byte preamble, then "DICM"
+_DATASET_GROUPS = (b"\x02\x00", b"\x08\x00")  # a data set without the preamble starts with group 0002 or 0008
+# Character-set problems only touch text values (names, descriptions), and pydicom decodes them anyway
+# (a misspelt "ISO IR 100" as ISO_IR 100, undecodable bytes replaced): not a reason to refuse a file.
+_CHARSET_WARNINGS = r"(Incorrect value for Specific Character Set|Unknown encoding|Failed to decode|.*code extension)"
+
+
+def dicom_layout(path: Path) -> str | None:
+    """``"part10"`` (preamble and ``DICM``), ``"bare"`` (a data set without them, as older exporters write),
+    or None when the file starts like neither."""
+    with open(path, "rb") as handle:
+        head = handle.read(_PART10_MARKER_AT + 4)
+    if head[_PART10_MARKER_AT:] == b"DICM":
+        return "part10"
+    return "bare" if head[:2] in _DATASET_GROUPS else None
+
+
+def dcmread_strict(path: Path, *, stop_before_pixels: bool = False, specific_tags: list[str] | None = None) -> Dataset:
+    """The whole file parsed now, every element included (but the pixel data with ``stop_before_pixels``,
+    only ``specific_tags`` where given).
 
     pydicom converts element values lazily, so damage in the middle of a file would surface later as an
     odd exception from whichever tag is read first. Its parsing warnings ("Expected explicit VR, but found
     implicit VR") mean the file contradicts its own transfer syntax, and are errors here (pydicom also logs
-    them: that copy is dropped).
+    them: that copy is dropped); character-set warnings are not. A bare data set (no preamble) is read with
+    the transfer syntax its first elements show.
     """
     try:
         with warnings.catch_warnings(), silenced(pydicom.config.logger):
             warnings.simplefilter("error", UserWarning)
-            ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+            warnings.filterwarnings("ignore", message=_CHARSET_WARNINGS)
+            bare = dicom_layout(path) == "bare"
+            ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, specific_tags=specific_tags, force=bare)
             for _ in ds.iterall():
                 pass
+            if bare and "TransferSyntaxUID" not in ds.file_meta:
+                implicit, _little = ds.original_encoding
+                ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
     except InvalidDicomError as exc:
         raise DataError(path, f"not a DICOM file ({exc})") from exc
     except (
@@ -150,6 +175,14 @@ def dcmread_strict(path: Path, *, stop_before_pixels: bool = False) -> Dataset:
     ) as exc:
         raise DataError(path, f"unreadable or truncated DICOM file ({type(exc).__name__}: {exc})") from exc
     return ds
+
+
+def series_uid(ds: Dataset, path: Path) -> str:
+    """The instance's SeriesInstanceUID; without one, a file parsed this far is damaged or not an image."""
+    uid = ds.get("SeriesInstanceUID")
+    if not uid:
+        raise DataError(path, "has no SeriesInstanceUID: a truncated or damaged DICOM file, or not an image")
+    return str(uid)
 
 
 def _read_instance(path: Path) -> _Instance:
@@ -185,7 +218,7 @@ def _check_consistent(instances: list[_Instance]) -> None:
     """One orientation, matrix size and pixel spacing across the series, else the geometry is undefined."""
     first = instances[0]
     for inst in instances[1:]:
-        if not np.allclose(inst.orientation, first.orientation, atol=_ORIENTATION_TOL):
+        if not np.allclose(inst.orientation, first.orientation, atol=ORIENTATION_TOL):
             raise DataError(inst.path, "ImageOrientationPatient differs from the rest of its series")
         if inst.pixels.shape != first.pixels.shape:
             raise DataError(inst.path, f"image size {inst.pixels.shape} differs from {first.pixels.shape}")
@@ -262,13 +295,30 @@ def _assemble(instances: list[_Instance], folder: Path) -> CineSeries:
     )
 
 
+def files_under(folder: Path):
+    """Every file under ``folder``, following linked folders (each real folder once, so a link loop ends)."""
+    seen = set()
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs.clear()
+            continue
+        seen.add(real)
+        dirs.sort()
+        for name in sorted(names):
+            path = Path(root, name)
+            if path.is_file():
+                yield path
+
+
 def dicom_files(folder: str | Path) -> list[Path]:
-    """Every file under ``folder`` (recursively) that may be a DICOM instance: hidden files and DICOMDIR
-    are left out. A missing folder, a file, or a folder with no such files is a DataError."""
+    """Every file under ``folder`` (recursively, through linked folders) that may be a DICOM instance:
+    hidden files and DICOMDIR are left out. A missing folder, a file, or a folder with no such files is a
+    DataError."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(folder, "DICOM folder does not exist" if not folder.exists() else "is not a folder")
-    paths = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".") and p.name != "DICOMDIR")
+    paths = sorted(p for p in files_under(folder) if not p.name.startswith(".") and p.name != "DICOMDIR")
     if not paths:
         raise DataError(folder, "folder holds no DICOM files")
     return paths
@@ -296,10 +346,7 @@ def read_cine_files(paths: list[Path], folder: str | Path, *, progress: bool = F
         by_series: dict[str, list[_Instance]] = {}
         for path in tqdm(paths, desc="reading DICOM", unit="file", disable=not progress):
             inst = _read_instance(Path(path))
-            uid = inst.header.get("SeriesInstanceUID")
-            if not uid:
-                raise DataError(path, "missing required DICOM tag SeriesInstanceUID")
-            by_series.setdefault(str(uid), []).append(inst)
+            by_series.setdefault(series_uid(inst.header, path), []).append(inst)
         series = [_assemble(instances, folder) for instances in by_series.values()]
         return sorted(series, key=_series_order)
 

@@ -4,9 +4,11 @@ Why: a real study holds localizers, long-axis cines, scout and derived series be
 and often a DICOMDIR, a readme or a viewer's files too. Choosing the series to segment needs each series'
 modality, image type, orientation, number of slice positions and of cardiac phases; this module reads
 only headers (``stop_before_pixels``) to describe every series. It is lenient where a study is untidy
-(files that are not DICOM are skipped and counted) and strict where data is damaged: a file that says it
-is DICOM (the ``DICM`` marker) but cannot be parsed is a DataError naming it. The chosen series is then
-read in full by :func:`cardioseg.data.dicom_cine.read_cine_files`.
+(files that are not DICOM are skipped and counted; a bare data set without the Part 10 preamble is read)
+and strict where data is damaged: a file that says it is DICOM (the ``DICM`` marker) but cannot be parsed
+is a DataError naming it. A folder holding several studies (patients) is refused: which one to report is
+the user's choice. The chosen series is then read in full by
+:func:`cardioseg.data.dicom_cine.read_cine_files`.
 """
 
 from __future__ import annotations
@@ -22,12 +24,11 @@ from pydicom.dataset import Dataset
 from tqdm.auto import tqdm
 
 from ..errors import DataError
-from .dicom_cine import dcmread_strict, dicom_files
+from .dicom_cine import ORIENTATION_TOL, dcmread_strict, dicom_files, dicom_layout, series_uid
 
 logger = logging.getLogger("cardioseg.data.dicom_study")
 
 GEOMETRY_TAGS = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing")
-_DICM_OFFSET = 128  # the Part 10 preamble, then "DICM"
 _POSITION_TOL_MM = 0.01
 
 
@@ -36,13 +37,15 @@ class SeriesSummary:
     """What the headers of one series say; ``n_positions``/``n_phases`` are 0 where geometry is missing."""
 
     uid: str
+    study_uid: str
+    patient_id: str
     number: int | None
     description: str
     modality: str
     sop_class_uid: str
     image_type: tuple[str, ...]
     paths: tuple[Path, ...]
-    missing_tags: tuple[str, ...]  # geometry tags or TriggerTime absent from at least one instance
+    missing_tags: dict[str, Path]  # geometry tags or TriggerTime absent from an instance -> the first such file
     orientation: tuple[float, ...] | None  # ImageOrientationPatient of the first instance
     mixed_orientation: bool
     n_positions: int  # distinct slice positions along the normal
@@ -73,13 +76,6 @@ class StudyScan:
     skipped: tuple[tuple[Path, str], ...]
 
 
-def _is_part10(path: Path) -> bool:
-    """Whether the file carries the DICOM Part 10 marker (a 128-byte preamble, then ``DICM``)."""
-    with open(path, "rb") as handle:
-        head = handle.read(_DICM_OFFSET + 4)
-    return head[_DICM_OFFSET:] == b"DICM"
-
-
 def _numbers(ds: Dataset, tag: str, n: int) -> np.ndarray | None:
     """A numeric tag of ``n`` finite values, or None where it is absent, empty or malformed."""
     value = ds.get(tag)
@@ -94,16 +90,18 @@ def _numbers(ds: Dataset, tag: str, n: int) -> np.ndarray | None:
 
 def _summarise(uid: str, headers: list[tuple[Path, Dataset]]) -> SeriesSummary:
     first = headers[0][1]
-    missing = sorted(
-        {tag for _, ds in headers for tag in (*GEOMETRY_TAGS, "TriggerTime") if ds.get(tag) in (None, "", [])}
-    )
+    missing: dict[str, Path] = {}
+    for path, ds in headers:
+        for tag in (*GEOMETRY_TAGS, "TriggerTime"):
+            if ds.get(tag) in (None, "", []):
+                missing.setdefault(tag, path)
     orientations = [_numbers(ds, "ImageOrientationPatient", 6) for _, ds in headers]
     positions = [_numbers(ds, "ImagePositionPatient", 3) for _, ds in headers]
     orientation = orientations[0]
     n_positions = n_phases = 0
     mixed = False
     if orientation is not None and all(o is not None for o in orientations) and all(p is not None for p in positions):
-        mixed = any(not np.allclose(o, orientation, atol=1e-3) for o in orientations)
+        mixed = any(not np.allclose(o, orientation, atol=ORIENTATION_TOL) for o in orientations)
         normal = np.cross(orientation[:3], orientation[3:])
         heights = np.sort(np.array([p @ normal for p in positions]))
         n_positions = 1 + int((np.diff(heights) > _POSITION_TOL_MM).sum())
@@ -114,19 +112,49 @@ def _summarise(uid: str, headers: list[tuple[Path, Dataset]]) -> SeriesSummary:
     number = first.get("SeriesNumber")
     return SeriesSummary(
         uid=uid,
+        study_uid=str(first.get("StudyInstanceUID", "")),
+        patient_id=str(first.get("PatientID", "")),
         number=None if number in (None, "") else int(number),
         description=str(first.get("SeriesDescription", "")),
         modality=str(first.get("Modality", "")),
         sop_class_uid=str(first.get("SOPClassUID", "")),
         image_type=tuple(str(v) for v in np.atleast_1d(first.get("ImageType", []) or [])),
         paths=tuple(path for path, _ in headers),
-        missing_tags=tuple(missing),
+        missing_tags=dict(sorted(missing.items())),
         orientation=None if orientation is None else tuple(float(v) for v in orientation),
         mixed_orientation=mixed,
         n_positions=n_positions,
         n_phases=n_phases,
         multi_frame=any(int(ds.get("NumberOfFrames", 1) or 1) > 1 for _, ds in headers),
     )
+
+
+def _header(path: Path) -> Dataset | None:
+    """The header of a DICOM file, or None for a file that is not one.
+
+    A Part 10 file that fails to parse is damaged (a DataError); a file without the marker that starts like
+    a bare data set is DICOM only if it parses and names its SOP class.
+    """
+    layout = dicom_layout(path)
+    if layout == "part10":
+        return dcmread_strict(path, stop_before_pixels=True)
+    if layout == "bare":
+        try:
+            ds = dcmread_strict(path, stop_before_pixels=True)
+        except DataError:
+            return None
+        return ds if ds.get("SOPClassUID") else None
+    return None
+
+
+def _check_one_study(folder: Path, series: list[SeriesSummary]) -> None:
+    """A DataError naming each study when the folder holds more than one."""
+    studies = Counter((s.patient_id, s.study_uid) for s in series)
+    if len(studies) > 1:
+        listing = "; ".join(
+            f"patient {pid or '?'}, study {uid or '?'}: {n} series" for (pid, uid), n in studies.items()
+        )
+        raise DataError(folder, f"holds {len(studies)} studies ({listing}): pass the folder of one study")
 
 
 def scan_study(folder: str | Path, *, progress: bool = False) -> StudyScan:
@@ -136,14 +164,11 @@ def scan_study(folder: str | Path, *, progress: bool = False) -> StudyScan:
     skipped: list[tuple[Path, str]] = []
     with disable_value_validation():
         for path in tqdm(dicom_files(folder), desc="scanning study", unit="file", disable=not progress):
-            if not _is_part10(path):
-                skipped.append((path, "no DICOM marker (not a DICOM Part 10 file)"))
+            ds = _header(path)
+            if ds is None:
+                skipped.append((path, "not a DICOM file"))
                 continue
-            ds = dcmread_strict(path, stop_before_pixels=True)
-            uid = ds.get("SeriesInstanceUID")
-            if not uid:
-                raise DataError(path, "missing required DICOM tag SeriesInstanceUID")
-            by_series.setdefault(str(uid), []).append((path, ds))
+            by_series.setdefault(series_uid(ds, path), []).append((path, ds))
     if skipped:
         logger.info("%s: skipped %d file(s) that are not DICOM, e.g. %s", folder, len(skipped), skipped[0][0].name)
     if not by_series:
@@ -152,6 +177,7 @@ def scan_study(folder: str | Path, *, progress: bool = False) -> StudyScan:
         (_summarise(uid, headers) for uid, headers in by_series.items()),
         key=lambda s: (s.number is None, s.number or 0, s.uid),
     )
+    _check_one_study(folder, series)
     modalities = Counter(s.modality for s in series)
     logger.info("%s: %d series (%s)", folder, len(series), ", ".join(f"{n} {m}" for m, n in modalities.items()))
     return StudyScan(folder=folder, series=tuple(series), skipped=tuple(skipped))
