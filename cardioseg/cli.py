@@ -216,7 +216,14 @@ def cmd_curves(args: argparse.Namespace) -> None:
         if not path.is_file():
             raise CardiosegError(f"{path}: not found (is {run} a training run's output_dir?)")
         runs[run.name] = read_metrics(path)
-    print(f"wrote {convergence_plot(runs, args.out)}")
+        if not runs[run.name]:
+            raise CardiosegError(f"{path}: no epoch has finished yet")
+    kinds = {run: "val_dice_mean" in lines[0] for run, lines in runs.items()}
+    if len(set(kinds.values())) > 1:
+        pretraining = ", ".join(run for run, fine_tuning in kinds.items() if not fine_tuning)
+        raise CardiosegError(f"{pretraining}: pretraining run(s) among fine-tuning runs: plot each kind apart")
+    metric = "val_dice_mean" if all(kinds.values()) else "train_loss"
+    print(f"wrote {convergence_plot(runs, args.out, metric=metric)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -344,8 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("truth", type=Path, help="the phantom cohort's ground_truth.json")
     compare.set_defaults(func=cmd_phantom_compare)
 
-    curves = commands.add_parser("curves", help="PNG of validation Dice against seconds and images seen, per run")
-    curves.add_argument("runs", type=Path, nargs="+", help="training runs' output_dir folders")
+    curves = commands.add_parser(
+        "curves", help="PNG of validation Dice (pretraining: the loss) against seconds and images seen, per run"
+    )
+    curves.add_argument("runs", type=Path, nargs="+", help="fine-tuning or pretraining runs' output_dir folders")
     curves.add_argument("--out", type=Path, required=True)
     curves.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     curves.set_defaults(func=cmd_curves)

@@ -110,8 +110,9 @@ def multiple_of(name: str, value: Any, divisor: int) -> int:
     """A positive whole number divisible by ``divisor`` (network input sizes)."""
     number = whole_number(name, value, minimum=1)
     if number % divisor:
-        below, above = max(divisor, number // divisor * divisor), (number // divisor + 1) * divisor
-        raise SettingError(name, value, f"must be a positive multiple of {divisor} (e.g. {below} or {above})")
+        below, above = number // divisor * divisor, (number // divisor + 1) * divisor
+        examples = f"{below} or {above}" if below else str(above)
+        raise SettingError(name, value, f"must be a positive multiple of {divisor} (e.g. {examples})")
     return number
 
 

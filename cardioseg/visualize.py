@@ -67,17 +67,23 @@ def convergence_plot(
     title: str = "",
     seconds: str = "train_seconds",
     seconds_label: str = "training seconds",
+    metric: str = "val_dice_mean",
 ) -> Path:
-    """Validation mean Dice against seconds (the lines' ``seconds`` field) and against images seen, one
-    line per run (epochs without validation skipped); the legend below both, where long run names fit."""
+    """Validation mean Dice (or, for pretraining runs, ``metric="train_loss"``) against seconds (the lines'
+    ``seconds`` field) and against images seen, one line per run (epochs without the metric skipped); the
+    legend below both, where long run names fit."""
     legend_inches = 0.25 * len(runs)
     fig, (by_time, by_images) = plt.subplots(1, 2, figsize=(11, 4 + legend_inches), sharey=True)
     for label, metrics in runs.items():
-        validated = [m for m in metrics if m["val_dice_mean"] is not None]
-        dice = [m["val_dice_mean"] for m in validated]
-        by_time.plot([m[seconds] for m in validated], dice, marker=".", label=label)
-        by_images.plot([m["images_seen"] for m in validated], dice, marker=".")
-    by_time.set(xlabel=seconds_label, ylabel="mean validation Dice (RV, MYO, LV)", ylim=(0, 1))
+        measured = [m for m in metrics if m[metric] is not None]
+        values = [m[metric] for m in measured]
+        by_time.plot([m[seconds] for m in measured], values, marker=".", label=label)
+        by_images.plot([m["images_seen"] for m in measured], values, marker=".")
+    if metric == "val_dice_mean":
+        by_time.set(ylabel="mean validation Dice (RV, MYO, LV)", ylim=(0, 1))
+    else:
+        by_time.set(ylabel="training loss (mean over the epoch)")
+    by_time.set(xlabel=seconds_label)
     by_images.set(xlabel="images seen")
     for ax in (by_time, by_images):
         ax.grid(alpha=0.3)

@@ -4,6 +4,7 @@ and fine-tuning starts from what it writes."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -128,7 +129,7 @@ def test_hierarchical_natural_then_cardiac_records_the_chain(runs, phantom_dir, 
     out = tmp_path / "hierarchical"
     argv = ["--quiet", "pretrain", "--recipe", "hierarchical", "--method", "byol", "--encoder", "resnet18"]
     argv += ["--data", str(phantom_dir), "--init", str(first), "--epochs", "1", "--out", str(out)]
-    argv += ["--method_options", repr(SMALL_HEADS["byol"]), "--learning_rate", "1e-12"]
+    argv += ["--method_options", repr(SMALL_HEADS["byol"]), "--learning_rate", "1e-12", "--device", "cpu"]
     argv += [
         item
         for key, value in TINY.items()
@@ -158,13 +159,55 @@ def test_finetune_bundle_starts_from_a_byol_checkpoint(runs, phantom_dir, tmp_pa
     out = tmp_path / "finetune"
     argv = ["--quiet", "finetune", str(phantom_dir), "--out", str(out), "--pretrained", str(pretrained)]
     argv += ["--dataset_format", "phantom", "--encoder", "resnet18", "--image_size", "32", "--epochs", "1"]
-    argv += ["--batch_size", "4", "--epoch_length", "4", "--progress", "False"]
+    argv += ["--batch_size", "4", "--epoch_length", "4", "--progress", "False", "--device", "cpu"]
     assert main(argv) == 0, capsys.readouterr().err
     record = json.loads((out / "data.json").read_text())["pretrained"]
     _, meta = load_checkpoint(pretrained)
     assert record["sha256"] == meta["sha256"] and record["scope"] == "encoder" and record["prefix"] == "encoder"
     assert record["header"]["method"] == "byol" and record["header"]["extra"]["branch"] == "target"
     assert len(read_finetune_metrics(out / "metrics.jsonl")) == 1
+    capsys.readouterr()
+    assert main(["curves", str(runs("byol")), str(out), "--out", str(tmp_path / "mixed.png")]) == 2
+    assert "byol: pretraining run(s) among fine-tuning runs: plot each kind apart" in one_line_error(capsys)
+
+
+def test_curves_of_pretraining_runs_plot_their_loss(runs, tmp_path, capsys):
+    png = tmp_path / "loss.png"
+    assert main(["curves", str(runs("byol")), str(runs("simclr")), "--out", str(png)]) == 0
+    assert png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_resume_to_more_epochs_keeps_the_schedule_planned_for_them(runs, phantom_dir, tmp_path):
+    """A 2-epoch cosine resumed to 3 epochs ends at 0 (carried on past its end, it climbed back up)."""
+    out = Path(shutil.copytree(runs("moco"), tmp_path / "longer"))
+    common = {"method": "moco", "method_options": SMALL_HEADS["moco"], "data": [str(phantom_dir)]}
+    pretraining("specialist", output_dir=str(out), resume=True, epochs=3, **common).run()
+    rates = [m["lr"] for m in read_metrics(out / "metrics.jsonl")]
+    assert len(rates) == 3 and rates[2] == pytest.approx(0.0, abs=1e-12) and rates[1] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_run_stopped_in_its_first_epoch_resumes_from_the_start(runs, phantom_dir, tmp_path):
+    """What Ctrl-C in epoch 1 leaves (the record, an empty log, no checkpoint) is resumed, not a dead end."""
+    out = Path(shutil.copytree(runs("simclr"), tmp_path / "stopped"))
+    shutil.rmtree(out / "models")
+    (out / "metrics.jsonl").write_text("")
+    common = {"method": "simclr", "method_options": SMALL_HEADS["simclr"], "data": [str(phantom_dir)]}
+    pretraining("specialist", output_dir=str(out), resume=True, **common).run()
+    assert [m["epoch"] for m in read_metrics(out / "metrics.jsonl")] == [1]
+    assert (out / "models" / "final.pt").is_file()
+
+
+def test_a_diverged_run_stops_before_logging_or_saving_the_epoch(phantom_dir, tmp_path):
+    from cardioseg.engine.epoch_log import TrainingDiverged
+
+    out = tmp_path / "diverged"
+    common = {"method": "simclr", "method_options": SMALL_HEADS["simclr"], "data": [str(phantom_dir)]}
+    run = pretraining("specialist", output_dir=str(out), **common).parser.get_parsed_content("workflow")
+    method = run.trainer.network
+    method.training_loss = lambda views, labels, generator: method.pooled(method.backbone, views[0]).sum() * torch.nan
+    with pytest.raises(TrainingDiverged, match="epoch 1: the mean training loss is nan: the run diverged"):
+        run.run()
+    assert read_metrics(out / "metrics.jsonl") == [] and not (out / "models").exists()
 
 
 def test_resume_after_interruption_equals_a_straight_run(runs, phantom_dir, tmp_path):
@@ -208,6 +251,10 @@ BAD_INPUT = [
     "other depth",
     "not a checkpoint",
     "cardiac labels",
+    "patch size",
+    "head size",
+    "momentum",
+    "batch over the data",
 ]
 
 
@@ -236,6 +283,18 @@ def test_bad_input_is_one_line_and_writes_nothing(phantom_dir, tmp_path, capsys,
         init = tmp_path / "notes.pt"
         init.write_text("my notes, not weights")
         named = f"{init}: not a readable PyTorch file"
+    elif case == "patch size":
+        method, extra = "mim", ["--method_options", "{'patch_size': 24}"]
+        named = "setting 'method_options#patch_size' is 24: must divide image_size (32)"
+    elif case == "head size":
+        method, extra = "simclr", ["--method_options", "{'projection_dim': 0}"]
+        named = "setting 'method_options#projection_dim' is 0: must be at least 1"
+    elif case == "momentum":
+        extra = ["--method_options", "{'momentum_start': 2}"]
+        named = "setting 'method_options#momentum_start' is 2: must be a finite number in [0, 1]"
+    elif case == "batch over the data":
+        extra = ["--batch_size", "64"]
+        named = "setting 'batch_size' is 64: exceeds the 4 images of the data"
     else:
         method, data = "supervised", phantom_dir
         named = f"setting 'data' is '{phantom_dir}': supervised pretraining needs labelled ImageFolder data"

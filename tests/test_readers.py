@@ -103,3 +103,17 @@ def test_imagefolder_skips_hidden_entries(tmp_path):
     (tmp_path / ".ipynb_checkpoints").mkdir()
     classes, items = list_images(tmp_path)
     assert classes == ["cats", "dogs"] and [p.name for p, _ in items] == ["0001.png", "0001.png"]
+
+
+def test_imagefolder_keeps_the_depth_of_16_bit_greyscale(tmp_path):
+    """16-bit PNG exports scaled by their own range, not clipped at 8 bits (PIL's conversion would)."""
+    from PIL import Image
+
+    from cardioseg.data.imagefolder import load_image
+
+    ramp = np.linspace(0, 65535, 32 * 32).reshape(32, 32).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")
+    grey, rgb = load_image(tmp_path / "ramp.png", grayscale=True), load_image(tmp_path / "ramp.png")
+    assert grey.shape == (1, 32, 32) and rgb.shape == (3, 32, 32)
+    np.testing.assert_allclose(grey[0], ramp / 65535.0, atol=1e-6)
+    assert (grey == 1.0).mean() < 0.01

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 import subprocess
 import sys
 import time
@@ -428,5 +429,6 @@ def test_an_existing_folder_is_filled_in_place_all_or_nothing(tmp_path):
 
 def test_an_unwritable_place_is_refused_before_any_work(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path)
-    with pytest.raises(DataError, match=f"{tmp_path}: is not writable by this user, so .*new cannot be written"):
-        check_folder_target(tmp_path / "new" / "out", overwrite=False)
+    target = tmp_path / "new" / "out"
+    with pytest.raises(DataError, match=re.escape(f"{tmp_path}: is not writable by this user, so {target} cannot")):
+        check_folder_target(target, overwrite=False)

@@ -183,3 +183,18 @@ def test_none_keeps_random_weights():
 def test_build_unet_loads_pretrained(tmp_path, tv18):
     net = build_unet("resnet18", pretrained=str(save(tmp_path, tv18)))
     assert_loaded(net.encoder, tv18)
+
+
+def test_weights_of_a_diverged_run_are_refused(tmp_path):
+    state = build_encoder("resnet18").state_dict()
+    state["layer2.0.conv1.weight"][0, 0, 0, 0] = float("nan")
+    path = tmp_path / "diverged.pt"
+    save_checkpoint(path, state, method="byol", source="random", epoch=1, encoder="resnet18")
+    with pytest.raises(DataError, match=r"holds NaN or infinite weights \(layer2.0.conv1.weight\): .* diverged"):
+        load_encoder_weights(build_encoder("resnet18"), path)
+
+
+def test_a_resume_state_is_named_as_one(tmp_path):
+    path = save(tmp_path, {"method": build_encoder("resnet18").state_dict(), "optimizer": {}, "trainer": {}}, "last.pt")
+    with pytest.raises(DataError, match=r"is a run's resume state \(last.pt\): pass its models/final.pt or model.pt"):
+        load_encoder_weights(build_encoder("resnet18"), path)

@@ -64,7 +64,7 @@ def load_image(path: Path, grayscale: bool = False) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
-                array = np.asarray(img.convert("L" if grayscale else "RGB"), dtype=np.float32) / 255.0
+                array = _unit_range(img, grayscale)
     except (
         UnidentifiedImageError,
         OSError,
@@ -75,6 +75,15 @@ def load_image(path: Path, grayscale: bool = False) -> np.ndarray:
     ) as exc:
         raise DataError(path, f"not a readable image ({exc})") from None
     return array[None] if grayscale else array.transpose(2, 0, 1)
+
+
+def _unit_range(img: Image.Image, grayscale: bool) -> np.ndarray:
+    """``(H, W)`` greyscale or ``(H, W, 3)`` RGB in [0, 1]. 16-bit greyscale (``I;16``: medical PNG and TIFF
+    exports) is scaled by its own range: PIL's conversion to 8 bits would clip it at 255."""
+    if img.mode.startswith("I;16"):
+        grey = np.asarray(img, dtype=np.float32) / 65535.0
+        return grey if grayscale else np.stack([grey] * 3, axis=-1)
+    return np.asarray(img.convert("L" if grayscale else "RGB"), dtype=np.float32) / 255.0
 
 
 def read_imagefolder(root: str | Path, grayscale: bool = False) -> Iterator[Record]:

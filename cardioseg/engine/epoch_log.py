@@ -3,13 +3,16 @@
 MONAI's StatsHandler and TensorBoardStatsHandler log for people; this log is for programs: images seen,
 seconds of training, mean loss and learning rate in one line per epoch, continued across a resume.
 Fine-tuning adds the validation Dice to each line (``cardioseg.training.convergence``); pretraining
-writes it as it is.
+writes it as it is. An epoch whose mean loss is not finite stops the run (``TrainingDiverged``) before its
+line or any checkpoint of it is written: weights that went NaN stay NaN, and would be trained, saved and
+fine-tuned from without a word. The loss is read once per epoch, as the line needs it: no extra host sync.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -18,9 +21,13 @@ import torch
 from ignite.engine import Engine, Events
 
 from ..atomic import write_text_atomic
-from ..errors import DataError
+from ..errors import CardiosegError, DataError
 
 logger = logging.getLogger("cardioseg.engine")
+
+
+class TrainingDiverged(CardiosegError):
+    """The training loss became NaN or infinite."""
 
 
 class EpochLog:
@@ -79,6 +86,12 @@ class EpochLog:
 
     def _epoch_completed(self, engine: Engine) -> None:
         now = time.perf_counter()
+        loss = float(self._loss_sum) / max(1, self._iterations)
+        if not math.isfinite(loss):
+            raise TrainingDiverged(
+                f"{self.path.parent}: epoch {engine.state.epoch}: the mean training loss is {loss}: the run "
+                "diverged (is the learning rate too high?); its checkpoints end before this epoch"
+            )
         self.seconds["train"] += self._train_end - self._epoch_start
         self.seconds["wall"] += now - self._epoch_start
         line = {
@@ -88,7 +101,7 @@ class EpochLog:
             "wall_seconds": round(self.seconds["wall"], 3),
             "train_seconds": round(self.seconds["train"], 3),
             "time": round(time.time(), 3),  # Unix time, so time since the command started can be read
-            "train_loss": round(float(self._loss_sum) / max(1, self._iterations), 5),
+            "train_loss": round(loss, 5),
             "lr": float(engine.optimizer.param_groups[0]["lr"]),  # a tensor under cuda_graphs "step"
             **self.extra_fields(engine),
         }

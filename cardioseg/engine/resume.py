@@ -6,8 +6,10 @@ trainer, logs) through a temporary file after each epoch, or at most every ``int
 H200 a ResNet-50 fine-tuning epoch trained in about 1.4 s and writing ``last.pt`` took 1.3 s more:
 benchmarks/results/checkpoint_cadence_h200.json), always after the last epoch and when the run is stopped
 between epochs; on resume it restores them before the first step, so the trainer continues after the
-saved epoch. Fine-tuning adds its best-model file on top
-(``cardioseg.training.checkpointing``), pretraining its milestone checkpoints (``cardioseg.ssl.checkpoints``).
+saved epoch. A resume to more epochs keeps the learning-rate schedule planned for them (the checkpoint's is
+the old plan), and a run stopped before its first checkpoint starts over. Fine-tuning adds its best-model
+file on top (``cardioseg.training.checkpointing``), pretraining its milestone checkpoints
+(``cardioseg.ssl.checkpoints``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import logging
 import time
 from pathlib import Path
 
+import torch
 from ignite.engine import Engine, Events
+from torch.optim.lr_scheduler import LambdaLR
 
 from ..checkpoint import load_torch_file, save_torch_atomic
 from ..errors import CardiosegError, DataError
@@ -48,8 +52,9 @@ class ResumeCheckpointer:
     def attach(self, engine: Engine, resume: bool = False, save: bool = True) -> None:
         """Attach after the handlers whose state is saved (logs, validation).
 
-        Under DDP every rank restores, but only the main one saves (``save``)."""
-        if resume:
+        Under DDP every rank restores, but only the main one saves (``save``). A resume without ``last.pt``
+        (checked by ``check_resume``: the run stopped before writing anything) starts from epoch 1."""
+        if resume and self.last_path.exists():
             engine.add_event_handler(Events.STARTED, self.restore)
         if save:
             engine.add_event_handler(Events.STARTED, self._start_clock)
@@ -94,11 +99,57 @@ class ResumeCheckpointer:
         """Load ``last.pt`` into every object; the trainer then continues after the saved epoch."""
         max_epochs = engine.state.max_epochs
         state = read_resume_checkpoint(self.last_path, max_epochs, (*self.objects, "checkpointer"))
+        schedules = {name: obj.state_dict() for name, obj in self.objects.items() if isinstance(obj, LambdaLR)}
         for name, obj in self.objects.items():
             obj.load_state_dict(state[name])  # module and optimiser move tensors to their device
+        for name, planned in schedules.items():
+            keep_schedule_plan(self.objects[name], planned)
         self.load_state_dict(state["checkpointer"])
         engine.state.max_epochs = max_epochs
         logger.info("resumed from %s at epoch %d", self.last_path, engine.state.epoch)
+
+
+# What a LambdaLR's state holds of its progress; the rest (MONAI's WarmupCosineSchedule: t_total,
+# warmup_steps, cycles) is its plan.
+_SCHEDULE_PROGRESS = ("last_epoch", "_step_count", "_last_lr", "_get_lr_called_within_step")
+
+
+def keep_schedule_plan(scheduler: LambdaLR, planned: dict) -> None:
+    """Keep the schedule ``planned`` for this run (its ``state_dict`` before the checkpoint was loaded) with
+    the checkpoint's progress, and set the learning rate the plan gives at that step.
+
+    A resume with more epochs would otherwise carry on the old plan: a cosine past its end climbs back to
+    its peak. With the same epochs the plan is the checkpoint's, and nothing changes."""
+    restored = scheduler.state_dict()
+    if all(planned.get(k) == restored.get(k) for k in planned if k not in _SCHEDULE_PROGRESS):
+        return
+    scheduler.load_state_dict({**planned, **{k: restored[k] for k in _SCHEDULE_PROGRESS if k in restored}})
+    rates = [base * factor(scheduler.last_epoch) for base, factor in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
+    for group, rate in zip(scheduler.optimizer.param_groups, rates):
+        if torch.is_tensor(group["lr"]):  # a device tensor under CUDA graphs: filled in place
+            group["lr"].fill_(rate)
+        else:
+            group["lr"] = rate
+    scheduler._last_lr = rates  # what get_last_lr() reports; torch has no public setter
+    logger.info("learning-rate schedule re-planned for the new epochs: %.3g at step %d", rates[0], scheduler.last_epoch)
+
+
+def check_resume(ckpt_dir: str | Path, max_epochs: int) -> None:
+    """Before a resume changes anything: ``ckpt_dir/last.pt`` readable and not finished. A run stopped
+    before it wrote any checkpoint (interrupted in its first epoch) has nothing to continue and nothing to
+    lose: it starts over. A folder with checkpoints but no ``last.pt`` (a finished run's is removed by the
+    study) is refused."""
+    ckpt_dir = Path(ckpt_dir)
+    written = [p.name for p in sorted(ckpt_dir.glob("*")) if not (p.name.startswith(".") and p.name.endswith(".tmp"))]
+    if not written:
+        logger.warning("%s: no checkpoint yet (the run stopped in its first epoch): starting it over", ckpt_dir)
+        return
+    if "last.pt" not in written:
+        raise CardiosegError(
+            f"{ckpt_dir / 'last.pt'}: no checkpoint to resume from, but the run wrote {', '.join(written)}: "
+            "start a new run in another output_dir, or pass overwrite true to replace this one"
+        )
+    read_resume_checkpoint(ckpt_dir / "last.pt", max_epochs)
 
 
 def read_resume_checkpoint(path: str | Path, max_epochs: int, objects: tuple[str, ...] = ("trainer",)) -> dict:

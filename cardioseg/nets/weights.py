@@ -151,7 +151,13 @@ def _read(source: Any, encoder_name: str) -> _Source:
             raise DataError(path, f"holds {meta['encoder']} weights; the network's encoder is {encoder_name}")
     if not isinstance(obj, dict):
         raise DataError(path, f"holds a {type(obj).__name__}, not a state dict")
-    return _Source(tensors=_flat(obj), origin=path, sha256=file_sha256(path), meta=meta)
+    if {"trainer", "optimizer"} <= set(obj):
+        raise DataError(path, "is a run's resume state (last.pt): pass its models/final.pt or model.pt")
+    tensors = _flat(obj)
+    broken = next((key for key, t in tensors.items() if t.is_floating_point() and not t.isfinite().all()), None)
+    if broken is not None:
+        raise DataError(path, f"holds NaN or infinite weights ({broken}): the run that wrote it diverged")
+    return _Source(tensors=tensors, origin=path, sha256=file_sha256(path), meta=meta)
 
 
 def _torchvision_by_name(source: str, encoder_name: str) -> tuple[dict[str, torch.Tensor], str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from ..settings import SettingError
+from ..settings import SettingError, as_flag, real_number, whole_number
 from .base import EncoderMethod, MomentumMethod, PretrainMethod
 from .byol import BYOL
 from .mim import MaskedImageModelling
@@ -24,16 +24,39 @@ METHODS: dict[str, type[PretrainMethod]] = {
 __all__ = ["METHODS", "EncoderMethod", "MomentumMethod", "PretrainMethod", "build_method", "check_method_options"]
 
 
-def check_method_options(name: str, options: Any) -> dict[str, Any]:
+# The number options that are rates or ratios: (low, high, open_low, open_high). Every other one is a size
+# (a whole number, at least 1): a head's width, a patch's side, a queue's length.
+_OPTION_BOUNDS = {
+    "temperature": (0.0, None, True, False),
+    "momentum_start": (0.0, 1.0, False, False),
+    "momentum_end": (0.0, 1.0, False, False),
+    "mask_ratio": (0.0, 1.0, True, True),
+    "label_smoothing": (0.0, 1.0, False, True),
+}
+
+
+def check_method_options(name: str, options: Any, image_size: int | None = None) -> dict[str, Any]:
     """A recipe's ``method_options`` for method ``name``: a dict of the options its class takes besides
-    the encoder (and, supervised, the number of classes, which the data give)."""
+    the encoder (and, supervised, the number of classes, which the data give), each checked by the kind of
+    its default (a flag, a size, a rate in its bounds) and, with ``image_size``, against the image size."""
     if not isinstance(options, dict):
         raise SettingError("method_options", options, "expected a dict of option: value")
-    allowed = [p for p in inspect.signature(METHODS[name]).parameters if p not in ("encoder", "num_classes")]
-    for key in options:
+    parameters = inspect.signature(METHODS[name]).parameters
+    allowed = [p for p in parameters if p not in ("encoder", "num_classes")]
+    checked = {}
+    for key, value in options.items():
         if key not in allowed:
             raise SettingError("method_options", key, f"method {name!r} takes {', '.join(allowed) or 'no options'}")
-    return options
+        setting, default = f"method_options#{key}", parameters[key].default
+        if isinstance(default, bool):
+            checked[key] = as_flag(value, setting)
+        elif isinstance(default, int):
+            checked[key] = whole_number(setting, value, minimum=1)
+        else:
+            checked[key] = real_number(setting, value, *_OPTION_BOUNDS.get(key, (None, None, False, False)))
+    if image_size is not None:
+        METHODS[name].check_image_size(checked, image_size)
+    return checked
 
 
 def build_method(

@@ -38,6 +38,10 @@ class PretrainMethod(nn.Module):
         super().__init__()
         self.encoder_name = encoder
 
+    @classmethod
+    def check_image_size(cls, options: dict[str, Any], image_size: int) -> None:
+        """Refuse (a SettingError) options that do not fit images of ``image_size`` pixels."""
+
     def training_loss(
         self, views: list[torch.Tensor], labels: torch.Tensor | None, generator: torch.Generator
     ) -> torch.Tensor:

@@ -13,6 +13,7 @@ its token masks are drawn on the device's generator, so the mask here is drawn f
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -20,6 +21,7 @@ from lightly.models.utils import patchify
 
 from ..engine.batches import to_device
 from ..nets import LoadedWeights, build_unet, load_pretrained
+from ..settings import SettingError
 from .base import PretrainMethod
 
 
@@ -30,12 +32,16 @@ class MaskedImageModelling(PretrainMethod):
 
     def __init__(self, encoder: str, patch_size: int = 16, mask_ratio: float = 0.6, normalize_target: bool = True):
         super().__init__(encoder)
-        if not 0.0 < mask_ratio < 1.0:
-            raise ValueError(f"mask_ratio must lie in (0, 1), got {mask_ratio}")
         self.unet = build_unet(encoder, in_channels=1, out_channels=1)
         self.patch_size = int(patch_size)
         self.mask_ratio = float(mask_ratio)
         self.normalize_target = bool(normalize_target)
+
+    @classmethod
+    def check_image_size(cls, options: dict[str, Any], image_size: int) -> None:
+        patch = options.get("patch_size", inspect.signature(cls).parameters["patch_size"].default)
+        if image_size % patch:
+            raise SettingError("method_options#patch_size", patch, f"must divide image_size ({image_size})")
 
     def patch_mask(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """``(B, patches)`` booleans, True where masked: ``mask_ratio`` of each image's patches."""

@@ -55,7 +55,7 @@ def check_pretrain_settings(settings: dict[str, Any]) -> dict[str, Any]:
     if s["warmup_epochs"] > s["epochs"]:
         raise SettingError("warmup_epochs", s["warmup_epochs"], f"must not exceed epochs ({s['epochs']})")
     s["seed"] = whole_number("seed", s["seed"], minimum=0)
-    s["method_options"] = check_method_options(s["method"], s["method_options"] or {})
+    s["method_options"] = check_method_options(s["method"], s["method_options"] or {}, s["image_size"])
     ViewConfig.from_settings(s["augmentation"])
     return s
 

@@ -22,12 +22,12 @@ from monai.optimizers import WarmupCosineSchedule
 from ..atomic import write_text_atomic
 from ..engine.epoch_log import EpochLog
 from ..engine.progress import attach_progress_bar
-from ..engine.resume import read_resume_checkpoint
+from ..engine.resume import check_resume
 from ..engine.seeding import seed_run
 from ..errors import show_cause_last
 from ..nets import LoadedWeights, build_unet, load_pretrained
 from ..run_folder import RunFolder
-from ..settings import as_flag
+from ..settings import SettingError, as_flag
 from . import METHODS, PretrainMethod, build_method
 from .checkpoints import PretrainCheckpointer, init_chain
 from .data import PretrainData, load_pretrain_data
@@ -69,7 +69,7 @@ class Pretraining:
         if self.is_main:  # the others would find rank 0's claim (a run folder) and refuse it
             self.folder.check(self.flags["resume"], self.flags["overwrite"], self.settings)
         if self.flags["resume"]:
-            read_resume_checkpoint(self.ckpt_dir / "last.pt", self.settings["epochs"])
+            check_resume(self.ckpt_dir, self.settings["epochs"])
         self.trainer: PretrainTrainer | None = None
 
     @property
@@ -91,6 +91,9 @@ class Pretraining:
         s = self.settings
         check_init(s["encoder"], s["init"])
         data = load_pretrain_data(s["data"], s["image_size"], METHODS[s["method"]].needs_labels, self.progress)
+        if len(data) < s["batch_size"] * self.world_size:  # a batch would repeat images: false negatives
+            processes = f" x {self.world_size} processes" if self.world_size > 1 else ""
+            raise SettingError("batch_size", s["batch_size"], f"exceeds the {len(data)} images of the data{processes}")
         seed_run(s["seed"], self.device.type == "cuda")
         method = build_method(s["method"], s["encoder"], s["method_options"], num_classes=len(data.classes))
         loaded = method.load_init(s["init"])

@@ -11,7 +11,7 @@ from ignite.engine import Engine, Events
 
 from ..atomic import write_text_atomic
 from ..engine.progress import attach_progress_bar, progress_wanted
-from ..engine.resume import read_resume_checkpoint
+from ..engine.resume import check_resume
 from ..engine.seeding import seed_run
 from ..errors import show_cause_last
 from ..run_folder import RunFolder
@@ -39,7 +39,7 @@ def check_run(output_dir: str | Path, ckpt_dir: str | Path, settings: dict, opti
     check_finetune_settings(settings)
     RunFolder(output_dir).check(flags["resume"], flags["overwrite"], settings)
     if flags["resume"]:
-        read_resume_checkpoint(Path(ckpt_dir) / "last.pt", int(settings["epochs"]))
+        check_resume(ckpt_dir, int(settings["epochs"]))
 
 
 def start_run(
