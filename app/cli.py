@@ -47,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-l", "--log-level", type=log_level, choices=["DEBUG", "INFO", "WARN", "ERROR", "CRITICAL"], help="log level"
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace the results in a non-empty output folder")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace everything in a non-empty output folder by the results"
+    )
     return parser
 
 
