@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -208,3 +209,33 @@ def test_mid_ventricular_slice():
     labels[0, 4, 1, 1] = 0  # the middle slice itself lacks LV: the nearest slice that has it
     assert mid_ventricular_slice(labels, 0) in (3, 5)
     assert mid_ventricular_slice(labels, 1) == 5  # LV at another phase only: not the ED phase asked for
+
+
+def test_volumes_are_indexed_by_body_surface_area_and_output_by_heart_rate(study, indices, tmp_path):
+    """Mosteller's BSA from PatientSize (m) and PatientWeight (kg), cardiac output from HeartRate."""
+    header = study.series.reference
+    bsa = math.sqrt(float(header.PatientSize) * 100 * float(header.PatientWeight) / 3600)
+    record = indices_record(indices, study.series, provenance={})
+    assert record["body"]["bsa_m2"] == pytest.approx(bsa, abs=1e-4) and record["body"]["notes"] == []
+    assert record["lvsv_ml"] == pytest.approx(indices.lvedv_ml - indices.lvesv_ml)
+    assert record["lvedvi_ml_per_m2"] == pytest.approx(indices.lvedv_ml / bsa, rel=1e-4)
+    assert record["lv_mass_index_g_per_m2"] == pytest.approx(indices.lv_mass_g / bsa, rel=1e-4)
+    output = record["lvsv_ml"] * float(header.HeartRate) / 1000
+    assert record["lv_cardiac_output_l_per_min"] == pytest.approx(output)
+    text = write_report(record, tmp_path / "report.txt").read_text()
+    assert f"{indices.lvedv_ml / bsa:.1f}" in text and f"Indexed by: BSA {bsa:.2f} m2 (Mosteller" in text
+
+
+def test_without_height_nothing_is_indexed_and_the_report_says_why(study, indices, tmp_path):
+    header = copy.deepcopy(study.series.reference)
+    header.PatientSize = 180  # centimetres where DICOM says metres: a common export error
+    del header.HeartRate
+    del header.NominalInterval
+    record = indices_record(indices, dataclasses.replace(study.series, reference=header), provenance={})
+    assert record["lvedvi_ml_per_m2"] is None and record["lv_cardiac_output_l_per_min"] is None
+    assert record["lv_mass_g"] == pytest.approx(indices.lv_mass_g)
+    text = write_report(record, tmp_path / "report.txt").read_text()
+    (line,) = [line for line in text.splitlines() if line.startswith("LV EDV index")]
+    assert line.split()[-2:] == ["n/a", "ml/m2"]
+    assert "PatientSize 180 is not a plausible value in m (0.4-2.6): left out" in text
+    assert "Not indexed: " in text and "no HeartRate in the headers; no NominalInterval in the headers" in text

@@ -23,7 +23,8 @@ _CLASS = {name: value for value, name in FOREGROUND.items()}
 
 @dataclass(frozen=True)
 class CardiacIndices:
-    """Volumes in ml, ejection fractions in %, mass in g; ``ed_phase``/``es_phase`` index the phases."""
+    """Volumes in ml (stroke volume: EDV - ESV), ejection fractions in %, mass in g; ``ed_phase``/``es_phase``
+    index the phases."""
 
     ed_phase: int
     es_phase: int
@@ -33,6 +34,8 @@ class CardiacIndices:
     rvedv_ml: float
     rvesv_ml: float
     rvef_percent: float
+    lvsv_ml: float
+    rvsv_ml: float
     lv_mass_g: float
     lv_volume_curve_ml: tuple[float, ...]
     rv_volume_curve_ml: tuple[float, ...]
@@ -76,6 +79,8 @@ def cardiac_indices(labels: np.ndarray, spacing_mm: Sequence[float]) -> CardiacI
         rvedv_ml=float(rv[ed]),
         rvesv_ml=float(rv[es]),
         rvef_percent=ejection_fraction(float(rv[ed]), float(rv[es])),
+        lvsv_ml=float(lv[ed] - lv[es]),
+        rvsv_ml=float(rv[ed] - rv[es]),
         lv_mass_g=float(volumes["MYO"][ed] * MYOCARDIUM_G_PER_ML),
         lv_volume_curve_ml=tuple(float(v) for v in lv),
         rv_volume_curve_ml=tuple(float(v) for v in rv),

@@ -2,8 +2,9 @@
 
 Why: the numbers must reach both programs (JSON: units in the key names, the study's UIDs, where they came
 from) and the clinician (an aligned table with the method and its limits). The report is made from the record,
-so both say the same. JSON has no NaN: an index that could not be measured (an EF with no RV found) is null
-in JSON and "n/a" in the report.
+so both say the same. JSON has no NaN: an index that could not be measured (an EF with no RV found, a
+volume index without the patient's height) is null in JSON and "n/a" in the report. Indexed values and
+cardiac output come from the headers' body size and heart rate (:mod:`cardioseg.clinical.body`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from ..data.dicom_cine import CineSeries
 from ..data.phantom import MYOCARDIUM_G_PER_ML
 from ..errors import CardiosegError
+from .body import body_size
 from .indices import CardiacIndices
 
 METHOD = "summation of discs on the short-axis stack, ED/ES from the LV volume curve"
@@ -28,11 +30,27 @@ DISCLAIMER = (
 _ROWS = (
     ("lvedv_ml", "LV end-diastolic volume", "ml"),
     ("lvesv_ml", "LV end-systolic volume", "ml"),
+    ("lvsv_ml", "LV stroke volume", "ml"),
     ("lvef_percent", "LV ejection fraction", "%"),
     ("rvedv_ml", "RV end-diastolic volume", "ml"),
     ("rvesv_ml", "RV end-systolic volume", "ml"),
+    ("rvsv_ml", "RV stroke volume", "ml"),
     ("rvef_percent", "RV ejection fraction", "%"),
     ("lv_mass_g", f"LV mass (ED, {MYOCARDIUM_G_PER_ML} g/ml)", "g"),
+)
+# (record key, the key it indexes by BSA, label, unit)
+_INDEXED_ROWS = (
+    ("lvedvi_ml_per_m2", "lvedv_ml", "LV EDV index", "ml/m2"),
+    ("lvesvi_ml_per_m2", "lvesv_ml", "LV ESV index", "ml/m2"),
+    ("lvsvi_ml_per_m2", "lvsv_ml", "LV stroke volume index", "ml/m2"),
+    ("rvedvi_ml_per_m2", "rvedv_ml", "RV EDV index", "ml/m2"),
+    ("rvesvi_ml_per_m2", "rvesv_ml", "RV ESV index", "ml/m2"),
+    ("rvsvi_ml_per_m2", "rvsv_ml", "RV stroke volume index", "ml/m2"),
+    ("lv_mass_index_g_per_m2", "lv_mass_g", "LV mass index", "g/m2"),
+)
+_OUTPUT_ROWS = (
+    ("lv_cardiac_output_l_per_min", "LV cardiac output", "l/min"),
+    ("lv_cardiac_index_l_per_min_per_m2", "LV cardiac index", "l/min/m2"),
 )
 
 
@@ -56,6 +74,7 @@ def indices_record(indices: CardiacIndices, series: CineSeries, *, provenance: d
     of a frame is its median over the slices.
     """
     trigger_ms = np.median(series.trigger_times, axis=1)
+    body = body_size(series.reference)
 
     def phase(index: int) -> dict:
         return {"phase_index": index, "frame_number": index + 1, "trigger_time_ms": float(trigger_ms[index])}
@@ -71,6 +90,8 @@ def indices_record(indices: CardiacIndices, series: CineSeries, *, provenance: d
         "ed": phase(indices.ed_phase),
         "es": phase(indices.es_phase),
         **{key: float(getattr(indices, key)) for key, _, _ in _ROWS},
+        **_by_body(indices, body),
+        "body": body.describe(),
         "myocardium_density_g_per_ml": MYOCARDIUM_G_PER_ML,
         "trigger_times_ms": [float(t) for t in trigger_ms],
         "lv_volume_curve_ml": [float(v) for v in indices.lv_volume_curve_ml],
@@ -79,6 +100,31 @@ def indices_record(indices: CardiacIndices, series: CineSeries, *, provenance: d
         "method": METHOD,
     }
     return {**_finite(record), "provenance": provenance}
+
+
+def _by_body(indices: CardiacIndices, body) -> dict[str, float | None]:
+    """Volumes and mass per m² of body surface area, and LV output (stroke volume x heart rate); None where
+    the headers lack what they need."""
+    bsa, rate = body.bsa_m2, body.heart_rate_bpm
+    values = {key: (getattr(indices, of) / bsa if bsa else None) for key, of, _, _ in _INDEXED_ROWS}
+    output = indices.lvsv_ml * rate / 1000.0 if rate else None
+    values["lv_cardiac_output_l_per_min"] = output
+    values["lv_cardiac_index_l_per_min_per_m2"] = output / bsa if output is not None and bsa else None
+    return values
+
+
+def _body_line(body: dict) -> str:
+    """How the indexed values were made, or why they are missing."""
+    parts = []
+    if body["bsa_m2"] is not None:
+        parts.append(
+            f"BSA {body['bsa_m2']:.2f} m2 ({body['bsa_formula']}; height {body['height_m']:.2f} m, "
+            f"weight {body['weight_kg']:.1f} kg)"
+        )
+    if body["heart_rate_bpm"] is not None:
+        parts.append(f"heart rate {body['heart_rate_bpm']:.0f} /min (from {body['heart_rate_source']})")
+    lead = "Indexed by: " if parts else "Not indexed: "
+    return lead + "; ".join(parts + body["notes"]) + "."
 
 
 def write_indices_json(record: dict, path: str | Path) -> Path:
@@ -133,6 +179,9 @@ def report_text(record: dict) -> str:
         f"{'-' * 32}{'-' * 9}  ----",
     ]
     lines += [f"{label:<32}{_number(record[key]):>9}  {unit}" for key, label, unit in _ROWS]
+    lines += [""] + [f"{label:<32}{_number(record[key]):>9}  {unit}" for key, _, label, unit in _INDEXED_ROWS]
+    lines += [f"{label:<32}{_number(record[key], 2):>9}  {unit}" for key, label, unit in _OUTPUT_ROWS]
+    lines += [_body_line(record["body"])]
     curves = {"LV ml": record["lv_volume_curve_ml"], "RV ml": record["rv_volume_curve_ml"]}
     lines += ["", "Volume curves", f"{'frame':>5}  {'time ms':>8}" + "".join(f"  {name:>8}" for name in curves)]
     for f, time in enumerate(record["trigger_times_ms"]):
