@@ -11,8 +11,7 @@ from pathlib import Path
 
 from .errors import CardiosegError, cardioseg_cause
 from .settings import SettingError, multiple_of, output_file, real_number, whole_number
-
-TERMINATED = 128 + 15  # the exit status of a process ended by SIGTERM
+from .termination import TERMINATED, sigterm_raises_exit
 
 
 def show_progress(args: argparse.Namespace) -> bool:
@@ -370,14 +369,15 @@ def main(argv: list[str] | None = None) -> int:
     if extra and not getattr(args, "takes_overrides", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        args.func(args, extra) if getattr(args, "takes_overrides", False) else args.func(args)
+        with sigterm_raises_exit():
+            args.func(args, extra) if getattr(args, "takes_overrides", False) else args.func(args)
     except CardiosegError as exc:
         print(f"cardioseg: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"cardioseg: interrupted{_resume_hint(args)}", file=sys.stderr)
         return 130
-    except SystemExit as exc:  # a study's pack, stopped by SIGTERM (cardioseg.study.packing)
+    except SystemExit as exc:  # SIGTERM (cardioseg.termination)
         if exc.code != TERMINATED:
             raise
         print(f"cardioseg: terminated{_resume_hint(args)}", file=sys.stderr)

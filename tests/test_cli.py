@@ -100,3 +100,21 @@ def test_a_terminated_study_is_one_line_and_exit_143(monkeypatch, capsys):
     assert main(["study", "--config", "paper", "--out", "x"]) == 143
     err = capsys.readouterr().err.strip()
     assert err == "cardioseg: terminated: --resume true continues from the last checkpoint"
+
+
+def test_sigterm_ends_any_command_with_one_line_and_status_143(monkeypatch, capsys, tmp_path):
+    """``kill`` or a scheduler's stop: the command's clean-up runs, one line says so, the status is 143."""
+    import os
+    import signal
+    import time
+
+    import cardioseg.cli as cli
+
+    def killed(args, extra):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)  # the signal's handler ends this at once
+
+    monkeypatch.setattr(cli, "cmd_pretrain", killed)
+    assert main(["pretrain", "--data", str(tmp_path), "--out", str(tmp_path / "run")]) == 143
+    assert capsys.readouterr().err.strip() == "cardioseg: terminated: --resume true continues from the last checkpoint"
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the default is back

@@ -16,14 +16,11 @@ from __future__ import annotations
 import json
 import os
 import queue
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +29,7 @@ from tqdm.auto import tqdm
 from ..bundle import TRAIN_CONFIG
 from ..errors import CardiosegError
 from ..settings import SettingError
+from ..termination import sigterm_raises_exit
 
 
 @dataclass(frozen=True)
@@ -123,25 +121,6 @@ class _Worker:
         self.live.discard(self.process)
 
 
-def _exit_on_sigterm(signum, frame) -> None:
-    raise SystemExit(128 + signum)
-
-
-@contextmanager
-def _sigterm_raises_exit() -> Iterator[None]:
-    """For the block, SIGTERM raises SystemExit(143) in the main thread: left to its default it would end this
-    process at once and leave the pack's processes running, orphaned. Set only where it may be (the main
-    thread) and where the caller left the default; the default comes back after the block."""
-    ours = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
-    if ours:
-        signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    try:
-        yield
-    finally:
-        if ours:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 def run_packed(
     runs: list[BundleRun], slots: int, *, progress: bool = True, reuse_processes: bool = False
 ) -> list[RunOutcome]:
@@ -171,7 +150,7 @@ def run_packed(
     for index in range(len(runs)):
         pending.put(index)
     with (
-        _sigterm_raises_exit(),
+        sigterm_raises_exit(),
         tempfile.TemporaryDirectory(prefix="cardioseg_pack_") as args_dir,
         ThreadPoolExecutor(slots) as pool,
     ):
