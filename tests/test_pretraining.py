@@ -255,6 +255,7 @@ BAD_INPUT = [
     "head size",
     "momentum",
     "batch over the data",
+    "data inside data",
 ]
 
 
@@ -295,6 +296,9 @@ def test_bad_input_is_one_line_and_writes_nothing(phantom_dir, tmp_path, capsys,
     elif case == "batch over the data":
         extra = ["--batch_size", "64"]
         named = "setting 'batch_size' is 64: exceeds the 4 images of the data"
+    elif case == "data inside data":
+        extra = ["--data", str(data / "dog")]
+        named = f"{data / 'dog'} is {data} or lies inside it: its images would be read twice"
     else:
         method, data = "supervised", phantom_dir
         named = f"setting 'data' is '{phantom_dir}': supervised pretraining needs labelled ImageFolder data"

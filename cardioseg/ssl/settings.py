@@ -31,7 +31,15 @@ def data_paths(value: Any) -> list[str]:
     paths = [value] if isinstance(value, str) else list(value) if isinstance(value, list | tuple) else None
     if not paths or any(is_none(p) for p in paths):
         raise SettingError("data", value, "give one or more data folders (or slice cache files)")
-    return [str(existing_path("data", path)) for path in paths]
+    checked = [existing_path("data", path) for path in paths]
+    resolved = [path.resolve() for path in checked]
+    for i, inner in enumerate(resolved):
+        for j, outer in enumerate(resolved):
+            if i != j and (outer in inner.parents or (inner == outer and i > j)):
+                raise SettingError(
+                    "data", value, f"{checked[i]} is {checked[j]} or lies inside it: its images would be read twice"
+                )
+    return [str(path) for path in checked]
 
 
 def check_pretrain_settings(settings: dict[str, Any]) -> dict[str, Any]:
