@@ -18,7 +18,7 @@ import numpy as np
 from ..data.dicom_cine import CineSeries
 from ..data.phantom import MYOCARDIUM_G_PER_ML
 from ..errors import CardiosegError
-from .body import body_size
+from .body import BodySize, body_size
 from .indices import CardiacIndices
 
 METHOD = "summation of discs on the short-axis stack, ED/ES from the LV volume curve"
@@ -102,7 +102,7 @@ def indices_record(indices: CardiacIndices, series: CineSeries, *, provenance: d
     return {**_finite(record), "provenance": provenance}
 
 
-def _by_body(indices: CardiacIndices, body) -> dict[str, float | None]:
+def _by_body(indices: CardiacIndices, body: BodySize) -> dict[str, float | None]:
     """Volumes and mass per m² of body surface area, and LV output (stroke volume x heart rate); None where
     the headers lack what they need."""
     bsa, rate = body.bsa_m2, body.heart_rate_bpm
