@@ -190,6 +190,8 @@ def test_a_run_stopped_in_its_first_epoch_resumes_from_the_start(runs, phantom_d
     """What Ctrl-C in epoch 1 leaves (the record, an empty log, no checkpoint) is resumed, not a dead end."""
     out = Path(shutil.copytree(runs("simclr"), tmp_path / "stopped"))
     shutil.rmtree(out / "models")
+    (out / "models").mkdir()
+    (out / "models" / ".last.pt.x1y2.tmp").write_bytes(b"PK half")  # a kill during the first checkpoint's write
     (out / "metrics.jsonl").write_text("")
     common = {"method": "simclr", "method_options": SMALL_HEADS["simclr"], "data": [str(phantom_dir)]}
     pretraining("specialist", output_dir=str(out), resume=True, **common).run()

@@ -24,6 +24,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from ..checkpoint import load_torch_file, save_torch_atomic
 from ..errors import CardiosegError, DataError
+from ..run_folder import TEMPORARY_GLOB
 
 logger = logging.getLogger("cardioseg.engine")
 
@@ -140,7 +141,7 @@ def check_resume(ckpt_dir: str | Path, max_epochs: int) -> None:
     lose: it starts over. A folder with checkpoints but no ``last.pt`` (a finished run's is removed by the
     study) is refused."""
     ckpt_dir = Path(ckpt_dir)
-    written = [p.name for p in sorted(ckpt_dir.glob("*")) if not (p.name.startswith(".") and p.name.endswith(".tmp"))]
+    written = [p.name for p in sorted(ckpt_dir.glob("*")) if not p.match(TEMPORARY_GLOB)]  # a killed write's
     if not written:
         logger.warning("%s: no checkpoint yet (the run stopped in its first epoch): starting it over", ckpt_dir)
         return
