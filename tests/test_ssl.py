@@ -214,3 +214,17 @@ def test_sync_free_lars_steps_as_lightly_does():
     for a, b in zip(mine, theirs, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
     assert not torch.equal(mine[0], params()[0])  # it did move
+
+
+def test_a_slice_cache_read_at_a_larger_size_is_upsampled_with_a_warning(phantom_dir, tmp_path, caplog):
+    from cardioseg.data.cache import save_cache
+    from cardioseg.data.formats import read_records
+    from cardioseg.data.slicing import to_slices
+
+    slices = to_slices(read_records(phantom_dir), mode="ssl4mis", size=32)
+    cache = save_cache(slices, tmp_path / "slices32.npz", compression="none")
+    with caplog.at_level("WARNING", logger="cardioseg.ssl"):
+        assert read_source(cache, 32).images.shape[1:] == (32, 32)
+        assert not caplog.records
+        assert read_source(cache, 64).images.shape[1:] == (64, 64)
+    assert "slices prepared at 32 px, upsampled to image_size 64" in caplog.text

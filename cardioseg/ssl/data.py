@@ -101,6 +101,16 @@ def read_source(path: Path, image_size: int, progress: bool = False) -> Source:
     slices = _cardiac_slices(path, fmt, image_size, progress)
     images = slices.images
     if images.shape[1:] != (image_size, image_size):  # a cache prepared at another size
+        if images.shape[1] < image_size:
+            logger.warning(
+                "%s: slices prepared at %d px, upsampled to image_size %d: they hold no more detail than at %d "
+                "(cardioseg data cache --size %d makes a cache at that size)",
+                path,
+                images.shape[1],
+                image_size,
+                images.shape[1],
+                image_size,
+            )
         images = _resize(torch.from_numpy(images)[:, None], (image_size, image_size))[:, 0].numpy()
     return Source(str(path), fmt, images, None, (), len(slices.patients()))
 
